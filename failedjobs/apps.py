@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FailedJobsConfig(AppConfig):
+    name = "failedjobs"
+    verbose_name = "Failed jobs"

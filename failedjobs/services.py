@@ -1,0 +1,222 @@
+"""Everything done with failed jobs: record, find, retry, delete, purge, and recover from Redis.
+
+The admin actions, the management commands and the periodic jobs all call these functions.
+"""
+
+import logging
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dramatiq
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from dramatiq import Message
+from dramatiq.common import q_name, xq_name
+
+from .models import FailedJob
+
+logger = logging.getLogger(__name__)
+
+#: Message options that belong to one run of a message, not to the message itself.
+RUNTIME_OPTIONS = {"retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "attempts"}
+DEFAULT_BATCH_SIZE = 500
+
+
+@dataclass
+class RetryResult:
+    retried: int = 0
+    skipped: int = 0
+
+    def __str__(self):
+        return f"retried {self.retried}, skipped {self.skipped}"
+
+
+def record_failure(message, exception=None, *, attempts=None, source=FailedJob.Source.WORKER):
+    """Store a message that failed for good; recording the same message twice keeps the first row."""
+    options = message.options
+    job, created = FailedJob.objects.get_or_create(
+        message_id=message.message_id,
+        defaults={
+            "queue_name": q_name(message.queue_name),
+            "actor_name": message.actor_name,
+            "message_data": bytes(message.encode()),
+            "args": list(message.args),
+            "kwargs": dict(message.kwargs),
+            "exception_class": exception_class(exception, options),
+            "exception_message": str(exception or options.get("error", ""))[:10_000],
+            "traceback": format_traceback(exception, options),
+            "attempts": attempts or options.get("attempts") or options.get("retries", 0) + 1,
+            "source": source,
+            "enqueued_at": from_millis(message.message_timestamp),
+            "failed_at": timezone.now(),
+        },
+    )
+    if created:
+        logger.warning(
+            "Message %s (%s) failed for good; kept as failed job %s.", job.message_id, job.actor_name, job.pk
+        )
+    return job
+
+
+def exception_class(exception, options):
+    if exception is None:
+        return ""
+    kind = type(exception)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def format_traceback(exception, options):
+    if exception is not None and exception.__traceback__ is not None:
+        return "".join(traceback.format_exception(exception, limit=30))
+    return options.get("traceback", "")
+
+
+def from_millis(timestamp):
+    return datetime.fromtimestamp(timestamp / 1000, tz=UTC) if timestamp else None
+
+
+def filter_jobs(*, ids=None, queue=None, actor=None, status=None, since=None, until=None):
+    jobs = FailedJob.objects.all()
+    if ids:
+        jobs = jobs.filter(pk__in=ids)
+    if queue:
+        jobs = jobs.filter(queue_name=queue)
+    if actor:
+        jobs = jobs.filter(actor_name=actor)
+    if status:
+        jobs = jobs.filter(status=status)
+    if since:
+        jobs = jobs.filter(failed_at__gte=since)
+    if until:
+        jobs = jobs.filter(failed_at__lt=until)
+    return jobs
+
+
+def retry_jobs(jobs, *, limit=None, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
+    """Send each failed job's message again, with fresh retries, and mark the row retried.
+
+    Rows that are not in the failed state (already retried or resolved) are skipped.
+    """
+    result = RetryResult(skipped=jobs.exclude(status=FailedJob.Status.FAILED).count())
+    pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk")
+    if dry_run:
+        result.retried = pending.count() if limit is None else min(limit, pending.count())
+        return result
+    last_pk = 0
+    while limit is None or result.retried < limit:
+        size = batch_size if limit is None else min(batch_size, limit - result.retried)
+        batch = list(pending.filter(pk__gt=last_pk)[:size])
+        if not batch:
+            break
+        result.retried += retry_batch(batch)
+        last_pk = batch[-1].pk
+    return result
+
+
+def retry_batch(jobs):
+    now = timezone.now()
+    sends = []
+    for job in jobs:
+        message = fresh_copy(Message.decode(bytes(job.message_data)))
+        job.status = FailedJob.Status.RETRIED
+        job.retried_at = now
+        job.retried_as = message.message_id
+        job.retry_count += 1
+        sends.append(message)
+    with transaction.atomic():
+        FailedJob.objects.bulk_update(jobs, ["status", "retried_at", "retried_as", "retry_count"])
+        transaction.on_commit(lambda: send_all(sends))
+    return len(jobs)
+
+
+def fresh_copy(message):
+    """The same message under a new id, as if just enqueued: no retries counted, no old traceback."""
+    options = {key: value for key, value in message.options.items() if key not in RUNTIME_OPTIONS}
+    return message.copy(
+        message_id=str(uuid.uuid4()),
+        message_timestamp=int(timezone.now().timestamp() * 1000),
+        queue_name=q_name(message.queue_name),
+        options=options,
+    )
+
+
+def send_all(messages):
+    from notifications.dispatch import send
+
+    broker = dramatiq.get_broker()
+    for message in messages:
+        send(broker.get_actor(message.actor_name), message)
+
+
+def delete_jobs(jobs):
+    deleted, _ = jobs.delete()
+    return deleted
+
+
+def purge_old_jobs(*, days=None, done_days=None, now=None):
+    """Delete failed jobs older than the retention, and retried or resolved ones sooner."""
+    now = now or timezone.now()
+    days = settings.FAILED_JOBS_RETENTION_DAYS if days is None else days
+    done_days = settings.FAILED_JOBS_DONE_RETENTION_DAYS if done_days is None else done_days
+    old = FailedJob.objects.filter(failed_at__lt=now - timedelta(days=days))
+    done = FailedJob.objects.filter(
+        status__in=[FailedJob.Status.RETRIED, FailedJob.Status.RESOLVED],
+        failed_at__lt=now - timedelta(days=done_days),
+    )
+    return delete_jobs(old) + delete_jobs(done)
+
+
+def forget_dead_letter(broker, message):
+    """Drop a message from Redis's dead-letter queue once it is safe in the database."""
+    redis_id = message.options.get("redis_message_id")
+    client = getattr(broker, "client", None)
+    if redis_id is None or client is None:
+        return
+    key = f"{broker.namespace}:{xq_name(q_name(message.queue_name))}"
+    pipe = client.pipeline(transaction=False)
+    pipe.zrem(key, redis_id)
+    pipe.hdel(f"{key}.msgs", redis_id)
+    pipe.execute()
+
+
+def reconcile_dead_letters(broker=None, *, batch_size=DEFAULT_BATCH_SIZE):
+    """Copy into FailedJob every message in Redis's dead-letter queues that is not there yet.
+
+    Catches the failures whose recording failed (the database was down). Returns how many were added.
+    """
+    broker = broker or dramatiq.get_broker()
+    added = 0
+    for key in broker.client.scan_iter(match=f"{broker.namespace}:*.XQ", count=1000):
+        added += reconcile_queue(broker, key.decode(), batch_size)
+    return added
+
+
+def reconcile_queue(broker, key, batch_size):
+    added = 0
+    for redis_ids, blobs in dead_letter_batches(broker.client, key, batch_size):
+        messages = [Message.decode(blob) for blob in blobs if blob is not None]
+        known = set(
+            FailedJob.objects.filter(message_id__in=[m.message_id for m in messages]).values_list(
+                "message_id", flat=True
+            )
+        )
+        for message in messages:
+            if message.message_id not in known:
+                record_failure(message, source=FailedJob.Source.RECONCILED)
+                added += 1
+        pipe = broker.client.pipeline(transaction=False)
+        pipe.zrem(key, *redis_ids)
+        pipe.hdel(f"{key}.msgs", *redis_ids)
+        pipe.execute()
+    return added
+
+
+def dead_letter_batches(client, key, batch_size):
+    while True:
+        redis_ids = client.zrange(key, 0, batch_size - 1)
+        if not redis_ids:
+            return
+        yield redis_ids, client.hmget(f"{key}.msgs", redis_ids)

@@ -1,0 +1,83 @@
+"""Email through Django's email framework, so any EMAIL_BACKEND (SMTP, anymail, ...) works."""
+
+import smtplib
+import socket
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.message import make_msgid
+from django.core.mail.utils import DNS_NAME
+from django.core.validators import validate_email
+
+from ..exceptions import InvalidRecipient, PermanentDeliveryError, TransientDeliveryError
+from ..rendering import find_template, render_html, render_text
+from .base import BaseChannel
+
+PARTS = {
+    "subject": "notifications/email/{template}/{{language}}/subject.txt",
+    "text": "notifications/email/{template}/{{language}}/body.txt",
+    "html": "notifications/email/{template}/{{language}}/body.html",
+}
+
+
+class EmailChannel(BaseChannel):
+    """Each email type is three templates: subject, text body and HTML body."""
+
+    name = "email"
+
+    def clean_recipient(self, recipient):
+        address = str(recipient or "").strip()
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise InvalidRecipient(f"{recipient!r} is not a valid email address.") from None
+        return address
+
+    def check_template(self, template, language):
+        super().check_template(template, language)
+        for part, pattern in PARTS.items():
+            find_template(pattern.format(template=template), language, html=part == "html")
+
+    def send(self, delivery, payload):
+        message = build_message(payload)
+        try:
+            message.send()
+        except Exception as error:
+            raise classify_error(error) from error
+        return message.extra_headers["Message-ID"]
+
+
+def build_message(payload):
+    template, context, language = payload["template"], payload["context"], payload["language"]
+    subject = render_text(PARTS["subject"].format(template=template), context, language)
+    message = EmailMultiAlternatives(
+        subject=" ".join(subject.split()),
+        body=render_text(PARTS["text"].format(template=template), context, language),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[payload["recipient"]],
+        headers={"Message-ID": make_msgid(domain=DNS_NAME)},
+    )
+    message.attach_alternative(
+        render_html(PARTS["html"].format(template=template), context, language), "text/html"
+    )
+    return message
+
+
+def classify_error(error):
+    """SMTP 5xx replies are permanent; 4xx replies and connection trouble are worth retrying."""
+    code = smtp_code(error)
+    if code is not None and 500 <= code < 600:
+        return PermanentDeliveryError(f"SMTP server refused the message: {error}", provider="smtp", code=code)
+    if code is not None or isinstance(error, (smtplib.SMTPException, socket.error, TimeoutError)):
+        return TransientDeliveryError(f"SMTP delivery failed: {error}", provider="smtp", code=code)
+    return TransientDeliveryError(f"Email backend error: {error!r}", provider="email")
+
+
+def smtp_code(error):
+    if isinstance(error, smtplib.SMTPResponseException):
+        return error.smtp_code
+    if isinstance(error, smtplib.SMTPRecipientsRefused) and error.recipients:
+        code, _ = next(iter(error.recipients.values()))
+        return code
+    return None

@@ -1,0 +1,6 @@
+from .twilio import TwilioChannel
+
+
+class SmsChannel(TwilioChannel):
+    name = "sms"
+    from_setting = "TWILIO_SMS_FROM"

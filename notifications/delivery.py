@@ -1,0 +1,139 @@
+"""Running one delivery: claim it, send it, record what happened.
+
+The same code runs in a Dramatiq worker and, in synchronous mode, in the caller. The Delivery row is
+the guard against sending twice: a message is only sent by whoever moves its row from queued (or
+failed, when an operator retries it) to sending.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .channels import get_channel
+from .exceptions import (
+    DeliveryError,
+    DeliveryOutcomeUnknown,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from .models import Delivery
+
+logger = logging.getLogger(__name__)
+
+Status = Delivery.Status
+MAX_ERROR_CHARS = 4000
+
+
+def deliver(payload):
+    channel = get_channel(payload["channel"])
+    if channel.transactional:
+        return deliver_in_transaction(channel, payload)
+    delivery = claim(payload["delivery_id"])
+    if delivery is None:
+        return None
+    try:
+        provider_message_id = channel.send(delivery, payload)
+    except Exception as error:
+        record_attempt_error(delivery.pk, error)
+        raise
+    mark_sent(delivery.pk, provider_message_id)
+    return provider_message_id
+
+
+def deliver_in_transaction(channel, payload):
+    try:
+        with transaction.atomic():
+            delivery = Delivery.objects.select_for_update().filter(pk=payload["delivery_id"]).first()
+            if delivery is None:
+                raise PermanentDeliveryError(f"Delivery {payload['delivery_id']} does not exist.")
+            if delivery.status == Status.SENT:
+                log_already_sent(delivery)
+                return None
+            provider_message_id = channel.send(delivery, payload)
+            delivery.status = Status.SENT
+            delivery.attempts += 1
+            delivery.provider_message_id = provider_message_id
+            delivery.sent_at = timezone.now()
+            delivery.save(
+                update_fields=["status", "attempts", "provider_message_id", "sent_at", "updated_at"]
+            )
+    except IntegrityError as error:
+        error = PermanentDeliveryError(f"Cannot store the notification: {error}")
+        record_attempt_error(payload["delivery_id"], error)
+        raise error from None
+    except Exception as error:
+        record_attempt_error(payload["delivery_id"], error)
+        raise
+    return provider_message_id
+
+
+def claim(delivery_id):
+    """Move the row to sending and return it; None when it was already sent."""
+    claimed = Delivery.objects.filter(pk=delivery_id, status__in=[Status.QUEUED, Status.FAILED]).update(
+        status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
+    )
+    delivery = Delivery.objects.filter(pk=delivery_id).first()
+    if delivery is None:
+        raise PermanentDeliveryError(f"Delivery {delivery_id} does not exist.")
+    if claimed:
+        return delivery
+    if delivery.status == Status.SENT:
+        log_already_sent(delivery)
+        return None
+    return refuse_interrupted(delivery)
+
+
+def refuse_interrupted(delivery):
+    """The row says sending but this is a new attempt: the earlier one died mid-send, or still runs."""
+    time_limit = timedelta(milliseconds=settings.NOTIFICATIONS_TIME_LIMIT_MS)
+    if delivery.updated_at > timezone.now() - time_limit:
+        raise TransientDeliveryError(f"Delivery {delivery.pk} is being sent by another attempt.")
+    error = DeliveryOutcomeUnknown(
+        f"An earlier attempt at delivery {delivery.pk} stopped while sending; it may have been delivered. "
+        "Not sent again automatically: retry it from failed jobs to send it anyway."
+    )
+    record_attempt_error(delivery.pk, error)
+    raise error
+
+
+def mark_sent(delivery_id, provider_message_id):
+    Delivery.objects.filter(pk=delivery_id).update(
+        status=Status.SENT,
+        provider_message_id=provider_message_id or "",
+        sent_at=timezone.now(),
+        updated_at=timezone.now(),
+        last_error="",
+        error_code="",
+    )
+
+
+def record_attempt_error(delivery_id, error):
+    """A permanent error fails the delivery; any other leaves it queued for the next retry."""
+    permanent = isinstance(error, PermanentDeliveryError)
+    code = error.code if isinstance(error, DeliveryError) and error.code is not None else ""
+    Delivery.objects.filter(pk=delivery_id).exclude(status=Status.SENT).update(
+        status=Status.FAILED if permanent else Status.QUEUED,
+        last_error=describe(error),
+        error_code=str(code),
+        updated_at=timezone.now(),
+    )
+
+
+def mark_failed(delivery_id, error=None):
+    """Retries are exhausted (or synchronous delivery failed): the delivery is failed for good."""
+    changes = {"status": Status.FAILED, "updated_at": timezone.now()}
+    if error is not None:
+        changes["last_error"] = describe(error)
+    Delivery.objects.filter(pk=delivery_id).exclude(status=Status.SENT).update(**changes)
+
+
+def describe(error):
+    return f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+
+
+def log_already_sent(delivery):
+    logger.info("Delivery %s was already sent; not sending it again.", delivery.pk)

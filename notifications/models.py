@@ -1,0 +1,74 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    IN_APP = "in_app", "In-app"
+
+
+class Delivery(models.Model):
+    """One notification on its way to one recipient: the delivery log, and the guard against sending twice."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    dedup_key = models.CharField(max_length=255, blank=True, default="")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    template = models.CharField(max_length=100)
+    recipient = models.CharField(max_length=320)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    message_id = models.CharField("Dramatiq message id", max_length=64, blank=True, default="")
+    provider_message_id = models.CharField(max_length=255, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    error_code = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="delivery_status_created"),
+            models.Index(fields=["channel", "-created_at"], name="delivery_channel_created"),
+            models.Index(fields=["-created_at"], name="delivery_created"),
+            models.Index(
+                fields=["dedup_key", "-created_at"], name="delivery_dedup", condition=~Q(dedup_key="")
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_channel_display()} {self.template} #{self.pk} ({self.status})"
+
+
+class InAppNotification(models.Model):
+    """A notification shown inside the product, newest first, until the user reads it."""
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inapp_notifications"
+    )
+    delivery = models.OneToOneField(Delivery, on_delete=models.SET_NULL, null=True, blank=True)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True, default="")
+    link = models.CharField(max_length=500, blank=True, default="")
+    read_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["recipient", "-created_at"], name="inapp_unread", condition=Q(read_at__isnull=True)
+            ),
+            models.Index(fields=["recipient", "-created_at"], name="inapp_recipient_created"),
+        ]
+
+    def __str__(self):
+        return self.title

@@ -1,0 +1,195 @@
+"""NotificationsService: the one entry point application code uses to notify people.
+
+Every method checks its input at once (recipient, template, payload), records a Delivery, and hands the
+message to a worker when the surrounding transaction commits. Each returns the Delivery.
+
+    from notifications.services import NotificationsService
+
+    notifications = NotificationsService()
+    notifications.send_verification_email("ada@example.com", verification_url=url, name="Ada")
+"""
+
+import uuid
+from datetime import timedelta
+
+import dramatiq
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import dispatch
+from .channels import get_channel
+from .exceptions import InvalidNotification, InvalidPayload
+from .models import Delivery
+from .rendering import resolve_language
+
+REMINDER_LEADS = ("day_before", "hour_before")
+ABANDON_RECOVERY_WINDOW = timedelta(hours=24)
+
+
+class NotificationsService:
+    """Send notifications by email, SMS, WhatsApp or in-app.
+
+    Common keyword arguments:
+
+    - ``language``: "en" or "fr"; defaults to the active language (the user's, under LocaleMiddleware).
+    - ``idempotency_key``: calling again with the same key returns the first Delivery and sends nothing.
+    - ``dedup_key`` and ``dedup_window`` (a timedelta): a second call with the same key within the
+      window returns the earlier Delivery and sends nothing.
+    """
+
+    def send_verification_email(self, email, *, verification_url, name="", **options):
+        context = {"verification_url": verification_url, "name": name}
+        return self.notify("email", email, "verification", context, **options)
+
+    def send_invitation_email(self, email, *, invite_url, inviter_name, organisation="", **options):
+        context = {"invite_url": invite_url, "inviter_name": inviter_name, "organisation": organisation}
+        return self.notify("email", email, "invitation", context, **options)
+
+    def send_appointment_confirmation(self, recipient, *, appointment, channel="email", **options):
+        """``appointment``: a dict with ``id``, ``starts_at`` (aware), ``location``, ``with_name``."""
+        context = appointment_context(appointment)
+        options.setdefault(
+            "idempotency_key", f"appointment-confirmation:{appointment_key(appointment)}:{channel}"
+        )
+        return self.notify(channel, recipient, "appointment_confirmation", context, **options)
+
+    def send_appointment_reminder(self, recipient, *, appointment, lead, channel="sms", **options):
+        """``lead``: "day_before" or "hour_before". One reminder per appointment time, lead and channel."""
+        if lead not in REMINDER_LEADS:
+            raise InvalidNotification(f"lead must be one of {', '.join(REMINDER_LEADS)}, not {lead!r}.")
+        context = {**appointment_context(appointment), "lead": lead}
+        key = f"appointment-reminder:{appointment_key(appointment)}:{lead}:{channel}"
+        options.setdefault("idempotency_key", key)
+        return self.notify(channel, recipient, f"appointment_reminder_{lead}", context, **options)
+
+    def send_abandon_recovery(self, email, *, resume_url, name="", **options):
+        """Nudge someone who left sign-up half-way; at most once per address a day by default."""
+        options.setdefault("dedup_key", f"abandon-recovery:{email}")
+        options.setdefault("dedup_window", ABANDON_RECOVERY_WINDOW)
+        return self.notify(
+            "email", email, "abandon_recovery", {"resume_url": resume_url, "name": name}, **options
+        )
+
+    def create_inapp_notification(self, user, *, title, body="", link="", **options):
+        if not title or len(title) > 200:
+            raise InvalidNotification("An in-app notification needs a title of 1 to 200 characters.")
+        if len(link) > 500:
+            raise InvalidNotification("The link of an in-app notification is at most 500 characters.")
+        context = {"title": title, "body": body, "link": link}
+        return self.notify("in_app", user, "in_app", context, **options)
+
+    def send_email(self, to, *, subject, text, html="", **options):
+        """A plain email. ``html`` is trusted markup; by default the HTML part is the text, line-broken."""
+        if not subject or not text:
+            raise InvalidNotification("A plain email needs a subject and a text.")
+        return self.notify("email", to, "plain", {"subject": subject, "text": text, "html": html}, **options)
+
+    def send_sms(self, to, *, text, **options):
+        return self.notify("sms", to, "plain", {"text": text}, **options)
+
+    def send_whatsapp(self, to, *, text, **options):
+        return self.notify("whatsapp", to, "plain", {"text": text}, **options)
+
+    def notify(
+        self,
+        channel_name,
+        recipient,
+        template,
+        context,
+        *,
+        language=None,
+        idempotency_key=None,
+        dedup_key="",
+        dedup_window=None,
+    ):
+        """Send ``template`` on a channel; every method above comes down to this one."""
+        channel = get_channel(channel_name)
+        channel.check_configured()
+        language = resolve_language(language)
+        payload = {
+            "channel": channel_name,
+            "recipient": channel.clean_recipient(recipient),
+            "template": template,
+            "context": context,
+            "language": language,
+        }
+        channel.check_template(template, language)
+        check_payload_size(context)
+        with transaction.atomic():
+            if dedup_key:
+                earlier = recent_duplicate(dedup_key, dedup_window)
+                if earlier is not None:
+                    return earlier
+            delivery, created = create_delivery(payload, idempotency_key, dedup_key)
+            if created:
+                schedule(delivery, payload)
+        return delivery
+
+
+def check_payload_size(context):
+    try:
+        encoded = dramatiq.get_encoder().encode(context)
+    except (TypeError, ValueError) as error:
+        raise InvalidPayload(f"The notification context cannot be serialised to JSON: {error}") from None
+    limit = settings.NOTIFICATIONS_MAX_PAYLOAD_BYTES
+    if len(encoded) > limit:
+        raise InvalidPayload(f"The notification context is {len(encoded)} bytes; the limit is {limit}.")
+
+
+def recent_duplicate(dedup_key, window):
+    if window is None:
+        raise InvalidNotification("dedup_key needs a dedup_window (a timedelta).")
+    since = timezone.now() - window
+    return Delivery.objects.filter(dedup_key=dedup_key, created_at__gte=since).order_by("-created_at").first()
+
+
+def create_delivery(payload, idempotency_key, dedup_key):
+    """Insert the Delivery; with a caller's key that was used before, return the earlier one instead."""
+    fields = {
+        "channel": payload["channel"],
+        "recipient": payload["recipient"],
+        "template": payload["template"],
+        "dedup_key": dedup_key,
+        "message_id": str(uuid.uuid4()),
+    }
+    if idempotency_key is None:
+        return Delivery.objects.create(idempotency_key=str(uuid.uuid4()), **fields), True
+    idempotency_key = str(idempotency_key)[:255]
+    try:
+        with transaction.atomic():
+            return Delivery.objects.create(idempotency_key=idempotency_key, **fields), True
+    except IntegrityError:
+        return Delivery.objects.get(idempotency_key=idempotency_key), False
+
+
+def schedule(delivery, payload):
+    """Build the message now, send it once the caller's transaction commits."""
+    from .tasks import ACTORS
+
+    actor = ACTORS[payload["channel"]]
+    message = actor.message(**payload, delivery_id=delivery.pk).copy(message_id=delivery.message_id)
+    transaction.on_commit(lambda: dispatch.send(actor, message))
+
+
+def appointment_context(appointment):
+    try:
+        starts_at = appointment["starts_at"]
+        context = {
+            "appointment_id": str(appointment["id"]),
+            "starts_at": starts_at.isoformat(),
+            "location": appointment.get("location", ""),
+            "with_name": appointment.get("with_name", ""),
+        }
+    except (KeyError, TypeError, AttributeError):
+        raise InvalidNotification(
+            "appointment must be a dict with 'id' and 'starts_at' (a datetime), "
+            "and optionally 'location' and 'with_name'."
+        ) from None
+    if timezone.is_naive(starts_at):
+        raise InvalidNotification("appointment['starts_at'] must be a timezone-aware datetime.")
+    return context
+
+
+def appointment_key(appointment):
+    return f"{appointment['id']}:{appointment['starts_at'].isoformat()}"

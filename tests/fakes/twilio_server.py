@@ -1,0 +1,196 @@
+"""A fake Twilio REST API (Messages.json only) served over local HTTP, stdlib only.
+
+Point the real SDK at it with ``client.api.base_url = fake.url``.
+"""
+
+import base64
+import binascii
+import json
+import re
+import threading
+import time
+import uuid
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/Messages\.json$")
+
+
+def error_body(status, code, message):
+    more_info = f"https://www.twilio.com/docs/errors/{code}"
+    return {"code": code, "message": message, "more_info": more_info, "status": status}
+
+
+def basic_auth_username(header):
+    if not header or not header.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[len("Basic ") :], validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[0]
+
+
+def message_resource(message):
+    now = formatdate(usegmt=True)
+    uri = f"/2010-04-01/Accounts/{message['account_sid']}/Messages/{message['sid']}"
+    return {
+        "account_sid": message["account_sid"],
+        "api_version": "2010-04-01",
+        "body": message["body"],
+        "date_created": now,
+        "date_sent": None,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": message["from"],
+        "messaging_service_sid": None,
+        "num_media": "0",
+        "num_segments": "1",
+        "price": None,
+        "price_unit": "USD",
+        "sid": message["sid"],
+        "status": "queued",
+        "subresource_uris": {"media": f"{uri}/Media.json"},
+        "to": message["to"],
+        "uri": f"{uri}.json",
+    }
+
+
+class FakeTwilio:
+    """In-process fake of Twilio's ``POST .../Messages.json`` with scriptable failures."""
+
+    def __init__(self):
+        self.url = None
+        self.messages = []
+        self.requests_seen = 0
+        self.on_accept = None
+        self._failures = []
+        self._always = None
+        self._changed = threading.Condition()
+        self._server = None
+        self._thread = None
+
+    def start(self):
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _TwilioHandler)
+        self._server.fake = self
+        port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-twilio", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def fail_next(self, status, code, message="Fake Twilio error", retry_after=None, times=1):
+        failure = (status, code, message, retry_after)
+        with self._changed:
+            self._failures.extend([failure] * times)
+
+    def fail_always(self, status, code, message="Fake Twilio error"):
+        with self._changed:
+            self._always = (status, code, message, None)
+
+    def reset(self):
+        with self._changed:
+            self.messages.clear()
+            self.requests_seen = 0
+            self.on_accept = None
+            self._failures.clear()
+            self._always = None
+
+    def wait_for_messages(self, count, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"expected {count} Twilio message(s) within {timeout}s, "
+                        f"got {len(self.messages)} (requests seen: {self.requests_seen}): {self.messages!r}"
+                    )
+                self._changed.wait(remaining)
+            return list(self.messages)
+
+    def _next_failure(self):
+        """Count the request and pop the error to answer with, if any."""
+        with self._changed:
+            self.requests_seen += 1
+            if self._failures:
+                return self._failures.pop(0)
+            return self._always
+
+    def _accept(self, account_sid, fields, auth_username):
+        message = {
+            "sid": "SM" + uuid.uuid4().hex,
+            "account_sid": account_sid,
+            "to": fields.get("To", ""),
+            "from": fields.get("From", ""),
+            "body": fields.get("Body", ""),
+            "auth_ok": auth_username == account_sid,
+        }
+        with self._changed:
+            self.messages.append(message)
+            self._changed.notify_all()
+            on_accept = self.on_accept
+        if on_accept is not None:
+            on_accept(message)
+        return message
+
+
+class _TwilioHandler(BaseHTTPRequestHandler):
+    """Routes requests to the FakeTwilio stored on the server as ``server.fake``."""
+
+    def do_POST(self):
+        match = MESSAGES_PATH.match(urlsplit(self.path).path)
+        if match is None:
+            self._not_found()
+            return
+        fields = self._read_form()
+        failure = self.server.fake._next_failure()
+        if failure is not None:
+            status, code, message, retry_after = failure
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            self._send_json(status, error_body(status, code, message), headers)
+            return
+        auth_username = basic_auth_username(self.headers.get("Authorization"))
+        message = self.server.fake._accept(match["account_sid"], fields, auth_username)
+        self._send_json(201, message_resource(message))
+
+    def do_GET(self):
+        self._not_found()
+
+    def _not_found(self):
+        message = f"The requested resource {urlsplit(self.path).path} was not found"
+        self._send_json(404, error_body(404, 20404, message))
+
+    def _read_form(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode()
+        return {name: values[0] for name, values in parse_qs(raw, keep_blank_values=True).items()}
+
+    def _send_json(self, status, payload, headers=None):
+        body = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except ConnectionError:
+            # The client may be gone already, e.g. a worker killed from on_accept.
+            pass
+
+    def log_message(self, format, *args):
+        pass
