@@ -5,4 +5,5 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self):
-        from . import checks  # noqa: F401
+        # Declare the actors on the broker now, so that senders and workers share them.
+        from . import checks, tasks  # noqa: F401

@@ -1,19 +1,16 @@
 """Template lookup and rendering for every channel, in the recipient's language."""
 
-from functools import cache
-
 from django.conf import settings
-from django.template import Context, Engine, TemplateDoesNotExist
+from django.template import Context, TemplateDoesNotExist, engines
 from django.template.loader import select_template
 from django.utils import translation
 
 from .exceptions import InvalidNotification, UnknownTemplate
 
 
-@cache
 def text_engine():
-    """Plain-text parts (subjects, text bodies, SMS) are never HTML-escaped."""
-    return Engine(dirs=settings.TEMPLATES[0]["DIRS"], app_dirs=True, autoescape=False)
+    """The project's template engine; text parts are rendered with a Context that does not escape."""
+    return engines["django"].engine
 
 
 def resolve_language(language=None):
@@ -51,6 +48,7 @@ def find_template(pattern, language, *, html=False):
 
 
 def render_text(pattern, context, language):
+    """Subjects, text bodies and SMS: plain text, so never HTML-escaped."""
     template = find_template(pattern, language)
     with translation.override(language):
         return template.render(Context(context, autoescape=False))

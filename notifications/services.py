@@ -22,6 +22,7 @@ from .channels import get_channel
 from .exceptions import InvalidNotification, InvalidPayload
 from .models import Delivery
 from .rendering import resolve_language
+from .tasks import ACTORS
 
 REMINDER_LEADS = ("day_before", "hour_before")
 ABANDON_RECOVERY_WINDOW = timedelta(hours=24)
@@ -165,8 +166,6 @@ def create_delivery(payload, idempotency_key, dedup_key):
 
 def schedule(delivery, payload):
     """Build the message now, send it once the caller's transaction commits."""
-    from .tasks import ACTORS
-
     actor = ACTORS[payload["channel"]]
     message = actor.message(**payload, delivery_id=delivery.pk).copy(message_id=delivery.message_id)
     transaction.on_commit(lambda: dispatch.send(actor, message))

@@ -122,6 +122,7 @@ DRAMATIQ_BROKER = {
         "url": REDIS_URL,
         "socket_connect_timeout": env.float("REDIS_CONNECT_TIMEOUT", default=2.0),
         "heartbeat_timeout": env.int("DRAMATIQ_HEARTBEAT_TIMEOUT_MS", default=60_000),
+        "maintenance_chance": env.int("DRAMATIQ_MAINTENANCE_CHANCE", default=1000),
     },
     "MIDDLEWARE": [
         "dramatiq.middleware.AgeLimit",

@@ -1,0 +1,26 @@
+"""Settings for the test suite: the project's settings with fast retries and test credentials."""
+
+from project.settings import *  # noqa: F403
+from project.settings import DRAMATIQ_BROKER
+
+QUEUE_ENABLED = True
+
+NOTIFICATIONS_MAX_RETRIES = 5
+NOTIFICATIONS_MIN_BACKOFF_MS = 10
+NOTIFICATIONS_MAX_BACKOFF_MS = 40
+NOTIFICATIONS_TIME_LIMIT_MS = 3_000
+
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+DEFAULT_FROM_EMAIL = "notifications@example.com"
+
+TWILIO_ACCOUNT_SID = "AC" + "0" * 32
+TWILIO_AUTH_TOKEN = "test-auth-token"
+TWILIO_SMS_FROM = "+15005550006"
+TWILIO_WHATSAPP_FROM = "+14155238886"
+TWILIO_API_BASE_URL = "http://127.0.0.1:9"  # the fake_twilio fixture points this at its server
+TWILIO_TIMEOUT = 5.0
+
+DRAMATIQ_BROKER["OPTIONS"]["heartbeat_timeout"] = 2_000
+DRAMATIQ_BROKER["OPTIONS"]["maintenance_chance"] = 1_000_000
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
