@@ -1,0 +1,87 @@
+"""The whole pipeline on real parts: Redis, PostgreSQL, a Dramatiq worker, SMTP and the Twilio SDK."""
+
+import pytest
+
+from notifications.models import Delivery, InAppNotification
+from notifications.services import NotificationsService
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def service():
+    return NotificationsService()
+
+
+def delivery_status(delivery):
+    delivery.refresh_from_db()
+    return delivery.status
+
+
+def test_email_reaches_the_smtp_server_with_both_parts(service, worker, fake_smtp):
+    delivery = service.send_verification_email(
+        "ada@example.com", verification_url="https://app/v/9", name="Ada"
+    )
+
+    [message] = fake_smtp.wait_for_messages(1)
+    assert message["To"] == "ada@example.com"
+    assert message["Subject"] == "Confirm your email address"
+    assert "https://app/v/9" in message.get_body(("plain",)).get_content()
+    assert '<a href="https://app/v/9">' in message.get_body(("html",)).get_content()
+    wait_until(lambda: delivery_status(delivery) == Delivery.Status.SENT, message="delivery marked sent")
+    assert delivery.provider_message_id == message["Message-ID"]
+
+
+def test_sms_reaches_twilio_through_the_sdk(service, worker, fake_twilio):
+    delivery = service.send_sms("+33 6 12 34 56 78", text="Votre code : 1234")
+
+    [sms] = fake_twilio.wait_for_messages(1)
+    assert (sms["to"], sms["from"], sms["body"]) == ("+33612345678", "+15005550006", "Votre code : 1234")
+    assert sms["auth_ok"]
+    wait_until(lambda: delivery_status(delivery) == Delivery.Status.SENT, message="delivery marked sent")
+    assert delivery.provider_message_id == sms["sid"]
+
+
+def test_whatsapp_uses_whatsapp_addresses(service, worker, fake_twilio):
+    service.send_whatsapp("+33612345678", text="Hello")
+    [message] = fake_twilio.wait_for_messages(1)
+    assert message["to"] == "whatsapp:+33612345678"
+    assert message["from"] == "whatsapp:+14155238886"
+
+
+def test_appointment_reminder_by_sms(service, worker, fake_twilio):
+    from datetime import UTC, datetime
+
+    appointment = {"id": 3, "starts_at": datetime(2026, 12, 1, 9, 30, tzinfo=UTC), "with_name": "Dr Martin"}
+    service.send_appointment_reminder(
+        "+33612345678", appointment=appointment, lead="hour_before", language="en"
+    )
+    [message] = fake_twilio.wait_for_messages(1)
+    assert message["body"].startswith("Reminder: your appointment with Dr Martin is in one hour")
+
+
+def test_inapp_row_appears(service, worker, django_user_model):
+    user = django_user_model.objects.create(username="ada")
+    service.create_inapp_notification(user, title="Report ready", link="/reports/1")
+    notification = wait_until(lambda: InAppNotification.objects.filter(recipient=user).first(), message="row")
+    assert notification.title == "Report ready"
+
+
+def test_rundramatiq_worker_process_delivers_every_channel(
+    service, worker_process, fake_smtp, fake_twilio, django_user_model
+):
+    user = django_user_model.objects.create(username="ada")
+    worker_process()
+    service.send_email("ada@example.com", subject="Process", text="From a worker process")
+    service.send_sms("+33612345678", text="sms")
+    service.send_whatsapp("+33612345678", text="wa")
+    service.create_inapp_notification(user, title="in-app")
+
+    assert fake_smtp.wait_for_messages(1, timeout=30)[0]["Subject"] == "Process"
+    bodies = sorted(m["body"] for m in fake_twilio.wait_for_messages(2, timeout=30))
+    assert bodies == ["sms", "wa"]
+    wait_until(
+        lambda: InAppNotification.objects.filter(recipient=user).exists(), timeout=30, message="in-app row"
+    )
+    wait_until(lambda: Delivery.objects.filter(status=Delivery.Status.SENT).count() == 4, message="4 sent")
