@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class FailedJobsConfig(AppConfig):
     name = "failedjobs"
     verbose_name = "Failed jobs"
+
+    def ready(self):
+        from . import tasks  # noqa: F401

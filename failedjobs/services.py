@@ -46,7 +46,7 @@ def record_failure(message, exception=None, *, attempts=None, source=FailedJob.S
             "args": list(message.args),
             "kwargs": dict(message.kwargs),
             "exception_class": exception_class(exception, options),
-            "exception_message": str(exception or options.get("error", ""))[:10_000],
+            "exception_message": exception_text(exception, options)[:10_000],
             "traceback": format_traceback(exception, options),
             "attempts": attempts or options.get("attempts") or options.get("retries", 0) + 1,
             "source": source,
@@ -63,9 +63,21 @@ def record_failure(message, exception=None, *, attempts=None, source=FailedJob.S
 
 def exception_class(exception, options):
     if exception is None:
-        return ""
+        return last_traceback_line(options).partition(":")[0]
     kind = type(exception)
     return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def exception_text(exception, options):
+    if exception is None:
+        return last_traceback_line(options).partition(":")[2].strip()
+    return str(exception)
+
+
+def last_traceback_line(options):
+    """For a message recovered from Redis, the error is only in the traceback of its last retry."""
+    lines = [line for line in options.get("traceback", "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def format_traceback(exception, options):
@@ -134,12 +146,14 @@ def retry_batch(jobs):
 
 def fresh_copy(message):
     """The same message under a new id, as if just enqueued: no retries counted, no old traceback."""
-    options = {key: value for key, value in message.options.items() if key not in RUNTIME_OPTIONS}
-    return message.copy(
+    return Message(
+        queue_name=q_name(message.queue_name),
+        actor_name=message.actor_name,
+        args=message.args,
+        kwargs=message.kwargs,
+        options={key: value for key, value in message.options.items() if key not in RUNTIME_OPTIONS},
         message_id=str(uuid.uuid4()),
         message_timestamp=int(timezone.now().timestamp() * 1000),
-        queue_name=q_name(message.queue_name),
-        options=options,
     )
 
 

@@ -27,6 +27,7 @@ def send(actor, message):
 
 def run_now(actor, message):
     """Run the actor in this process. A failure is recorded as a failed job, never raised to the caller."""
+    from failedjobs.models import FailedJob
     from failedjobs.services import record_failure
 
     from .delivery import mark_failed
@@ -37,4 +38,4 @@ def run_now(actor, message):
         logger.exception("Synchronous delivery of message %s failed.", message.message_id)
         if "delivery_id" in message.kwargs:
             mark_failed(message.kwargs["delivery_id"], error)
-        record_failure(message, error, attempts=1)
+        record_failure(message, error, attempts=1, source=FailedJob.Source.SYNCHRONOUS)

@@ -143,4 +143,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # The Twilio SDK logs every request and its headers at INFO.
+    "loggers": {"twilio.http_client": {"level": "WARNING"}},
 }

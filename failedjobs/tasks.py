@@ -1,0 +1,18 @@
+"""Periodic upkeep of the dead-letter store, scheduled by periodiq (``manage.py runperiodiq``)."""
+
+import dramatiq
+from periodiq import cron
+
+from . import services
+
+
+@dramatiq.actor(queue_name="maintenance", periodic=cron("*/5 * * * *"), max_retries=0)
+def reconcile_dead_letters():
+    """Recover failures that could not be written to the database when they happened."""
+    services.reconcile_dead_letters()
+
+
+@dramatiq.actor(queue_name="maintenance", periodic=cron("17 3 * * *"), max_retries=0)
+def purge_failed_jobs():
+    """Apply the retention settings (FAILED_JOBS_RETENTION_DAYS, FAILED_JOBS_DONE_RETENTION_DAYS)."""
+    services.purge_old_jobs()

@@ -1,0 +1,260 @@
+"""The dead-letter store: what reaches FailedJob, and retrying it, on a real worker with Redis."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from dramatiq import Message
+
+from failedjobs import services
+from failedjobs.models import FailedJob
+from notifications.models import Delivery
+from notifications.services import NotificationsService
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def service():
+    return NotificationsService()
+
+
+def one_failed_job(timeout=15):
+    return wait_until(lambda: FailedJob.objects.first(), timeout=timeout, message="a FailedJob row")
+
+
+def test_message_failing_every_time_ends_in_one_failed_job_after_six_attempts(service, worker, fake_twilio):
+    fake_twilio.fail_always(500, 20500, "Internal error")
+    delivery = service.send_sms("+33612345678", text="hi")
+
+    job = one_failed_job()
+    worker.join()
+    assert FailedJob.objects.count() == 1
+    assert fake_twilio.requests_seen == 6
+    assert job.attempts == 6
+    assert (job.queue_name, job.actor_name, job.message_id) == ("sms", "deliver_sms", delivery.message_id)
+    assert job.exception_class == "notifications.exceptions.TransientDeliveryError"
+    assert "20500" in job.exception_message
+    assert "TransientDeliveryError" in job.traceback
+    assert job.kwargs["recipient"] == "+33612345678"
+    assert Message.decode(bytes(job.message_data)).message_id == delivery.message_id
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED
+    assert delivery.attempts == 6
+
+
+def test_message_failing_twice_then_succeeding_leaves_no_failed_job(service, worker, fake_twilio):
+    fake_twilio.fail_next(503, 20503, times=2)
+    delivery = service.send_sms("+33612345678", text="hi")
+
+    fake_twilio.wait_for_messages(1)
+    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
+    worker.join()
+    assert FailedJob.objects.count() == 0
+    assert fake_twilio.requests_seen == 3
+    assert Delivery.objects.get(pk=delivery.pk).attempts == 3
+
+
+@pytest.mark.parametrize("code", [21211, 21610, 21614])
+def test_permanent_twilio_error_skips_retries(service, worker, fake_twilio, code):
+    fake_twilio.fail_next(400, code, "Invalid 'To' Phone Number")
+    delivery = service.send_sms("+33612345678", text="hi")
+
+    job = one_failed_job()
+    worker.join()
+    assert fake_twilio.requests_seen == 1
+    assert job.attempts == 1
+    assert job.exception_class == "notifications.exceptions.PermanentDeliveryError"
+    assert f"twilio error {code}" in job.exception_message
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error_code) == (Delivery.Status.FAILED, str(code))
+
+
+def test_whatsapp_outside_the_session_window_is_permanent(service, worker, fake_twilio):
+    fake_twilio.fail_next(400, 63016, "Outside the allowed window")
+    service.send_whatsapp("+33612345678", text="hi")
+    assert one_failed_job().attempts == 1
+
+
+def test_smtp_5xx_is_permanent(service, worker, fake_smtp):
+    fake_smtp.reject_next(550, "5.1.1 Mailbox unavailable")
+    service.send_email("ada@example.com", subject="Hi", text="x")
+    job = one_failed_job()
+    assert job.attempts == 1
+    assert "smtp error 550" in job.exception_message
+
+
+def test_smtp_4xx_is_retried(service, worker, fake_smtp):
+    fake_smtp.reject_next(451, "4.3.0 Try again later", times=2)
+    delivery = service.send_email("ada@example.com", subject="Hi", text="x")
+    fake_smtp.wait_for_messages(1)
+    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
+    assert Delivery.objects.get(pk=delivery.pk).attempts == 3
+    assert FailedJob.objects.count() == 0
+
+
+def test_retry_failed_command_redelivers_and_keeps_the_row(service, worker, fake_twilio):
+    fake_twilio.fail_next(400, 21211)
+    delivery = service.send_sms("+33612345678", text="second chance")
+    job = one_failed_job()
+    worker.join()
+
+    call_command("retry_failed", str(job.pk))
+
+    [sms] = fake_twilio.wait_for_messages(1)
+    assert sms["body"] == "second chance"
+    job.refresh_from_db()
+    assert job.status == FailedJob.Status.RETRIED
+    assert job.retry_count == 1 and job.retried_as and job.retried_as != job.message_id
+    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
+
+
+def test_retried_job_that_fails_again_gets_a_new_row_with_fresh_retries(service, worker, fake_twilio):
+    fake_twilio.fail_next(400, 21211)
+    service.send_sms("+33612345678", text="hi")
+    first = one_failed_job()
+    worker.join()
+    fake_twilio.fail_always(500, 20500)
+
+    call_command("retry_failed", "--all")
+
+    second = wait_until(lambda: FailedJob.objects.exclude(pk=first.pk).first(), message="second row")
+    assert second.message_id == FailedJob.objects.get(pk=first.pk).retried_as
+    assert second.attempts == 6
+
+
+def test_retrying_an_already_delivered_message_does_not_send_again(service, worker, fake_twilio):
+    delivery = service.send_sms("+33612345678", text="once")
+    fake_twilio.wait_for_messages(1)
+    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
+    from notifications.tasks import deliver_sms
+
+    sent_message = deliver_sms.message(
+        delivery_id=delivery.pk,
+        channel="sms",
+        recipient="+33612345678",
+        template="plain",
+        context={"text": "once"},
+        language="en",
+    )
+    services.record_failure(sent_message, RuntimeError("recorded by mistake"))
+
+    call_command("retry_failed", "--all")
+    worker.join()
+    worker.broker.join("sms")
+    worker.join()
+    assert fake_twilio.requests_seen == 1
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT
+
+
+def test_retry_failed_filters_and_dry_run(stub_broker):
+    make_job("sms", "deliver_sms")
+    make_job("email", "deliver_email")
+    out = call_command_output("retry_failed", "--queue", "sms", "--dry-run")
+    assert out.strip() == "Dry run: would have retried 1, skipped 0"
+    assert FailedJob.objects.filter(status=FailedJob.Status.FAILED).count() == 2
+
+
+def test_retry_failed_limit_and_batches(stub_broker, django_capture_on_commit_callbacks):
+    for _ in range(5):
+        make_job("sms", "deliver_sms")
+    with django_capture_on_commit_callbacks(execute=True):
+        out = call_command_output("retry_failed", "--all", "--limit", "3", "--batch-size", "2")
+    assert out.strip() == "retried 3, skipped 0"
+    assert stub_broker.queues["sms"].qsize() == 3
+    assert FailedJob.objects.filter(status=FailedJob.Status.RETRIED).count() == 3
+
+
+def test_retry_failed_since_until(stub_broker, django_capture_on_commit_callbacks):
+    old = make_job("sms", "deliver_sms")
+    FailedJob.objects.filter(pk=old.pk).update(failed_at=timezone.now() - timedelta(days=3))
+    make_job("sms", "deliver_sms")
+    since = (timezone.now() - timedelta(days=1)).date().isoformat()
+    with django_capture_on_commit_callbacks(execute=True):
+        out = call_command_output("retry_failed", "--since", since)
+    assert out.strip() == "retried 1, skipped 0"
+    assert FailedJob.objects.get(pk=old.pk).status == FailedJob.Status.FAILED
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ([], "Nothing selected"),
+        (["--since", "yesterday"], "is not a date"),
+        (["999999"], "No failed job with id 999999"),
+        (["--since", "2026-02-01", "--until", "2026-01-01"], "earlier than --until"),
+    ],
+)
+def test_retry_failed_rejects_bad_filters(arguments, error):
+    with pytest.raises(CommandError, match=error):
+        call_command("retry_failed", *arguments)
+
+
+def test_synchronous_failure_is_recorded_and_can_be_retried(service, settings, fake_smtp):
+    settings.QUEUE_ENABLED = False
+    fake_smtp.reject_next(451, "4.3.0 Try again later")
+    delivery = service.send_email("ada@example.com", subject="Hi", text="sync")
+
+    job = FailedJob.objects.get()
+    assert (job.source, job.attempts, job.actor_name) == (FailedJob.Source.SYNCHRONOUS, 1, "deliver_email")
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.FAILED
+
+    call_command("retry_failed", "--all")
+    assert fake_smtp.wait_for_messages(1)[0]["Subject"] == "Hi"
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT
+
+
+def test_age_limit_sends_the_message_to_failed_jobs(stub_broker, stub_worker, settings):
+    from notifications.tasks import deliver_email
+
+    message = deliver_email.message_with_options(kwargs={"delivery_id": 0}, max_age=1)
+    message = message.copy(message_timestamp=message.message_timestamp - 60_000)
+    stub_broker.enqueue(message)
+    stub_broker.join("email", fail_fast=False)
+    stub_worker.join()
+    job = FailedJob.objects.get()
+    assert job.exception_class == "dramatiq.middleware.middleware.SkipMessage"
+    assert mail.outbox == []
+
+
+def test_purge_deletes_past_retention(settings):
+    settings.FAILED_JOBS_RETENTION_DAYS = 90
+    settings.FAILED_JOBS_DONE_RETENTION_DAYS = 30
+    now = timezone.now()
+    ancient = make_job("sms", "deliver_sms", failed_at=now - timedelta(days=91))
+    recent = make_job("sms", "deliver_sms", failed_at=now - timedelta(days=40))
+    retried = make_job(
+        "sms", "deliver_sms", failed_at=now - timedelta(days=40), status=FailedJob.Status.RETRIED
+    )
+
+    out = call_command_output("purge_failed_jobs")
+
+    assert out.strip() == "deleted 2"
+    assert list(FailedJob.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert not FailedJob.objects.filter(pk__in=[ancient.pk, retried.pk]).exists()
+
+
+def make_job(queue, actor_name, **fields):
+    from notifications.tasks import ACTORS
+
+    actor = next(a for a in ACTORS.values() if a.actor_name == actor_name)
+    message = actor.message(
+        delivery_id=0, channel=queue, recipient="x", template="plain", context={}, language="en"
+    )
+    defaults = {"failed_at": timezone.now()}
+    defaults.update(fields)
+    job = services.record_failure(message, RuntimeError("boom"))
+    FailedJob.objects.filter(pk=job.pk).update(**defaults)
+    job.refresh_from_db()
+    return job
+
+
+def call_command_output(*args):
+    from io import StringIO
+
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
