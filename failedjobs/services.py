@@ -4,6 +4,7 @@ The admin actions, the management commands and the periodic jobs all call these 
 """
 
 import logging
+import re
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 #: Message options that belong to one run of a message, not to the message itself.
 RUNTIME_OPTIONS = {"retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "attempts"}
 DEFAULT_BATCH_SIZE = 500
+EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 
 
 @dataclass
@@ -63,21 +65,29 @@ def record_failure(message, exception=None, *, attempts=None, source=FailedJob.S
 
 def exception_class(exception, options):
     if exception is None:
-        return last_traceback_line(options).partition(":")[0]
+        return error_in_traceback(options.get("traceback", ""))[0]
     kind = type(exception)
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def exception_text(exception, options):
     if exception is None:
-        return last_traceback_line(options).partition(":")[2].strip()
+        return error_in_traceback(options.get("traceback", ""))[1]
     return str(exception)
 
 
-def last_traceback_line(options):
-    """For a message recovered from Redis, the error is only in the traceback of its last retry."""
-    lines = [line for line in options.get("traceback", "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+def error_in_traceback(text):
+    """(class, message) of the last exception in a formatted traceback.
+
+    A message recovered from Redis carries its error only as the traceback of its last retry.
+    """
+    lines = text.rstrip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        match = EXCEPTION_LINE.match(lines[index])
+        if match:
+            rest = [match["message"] or "", *lines[index + 1 :]]
+            return match["name"], "\n".join(rest).strip()
+    return "", ""
 
 
 def format_traceback(exception, options):

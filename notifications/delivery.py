@@ -90,8 +90,13 @@ def claim(delivery_id):
 def refuse_interrupted(delivery):
     """The row says sending but this is a new attempt: the earlier one died mid-send, or still runs."""
     time_limit = timedelta(milliseconds=settings.NOTIFICATIONS_TIME_LIMIT_MS)
-    if delivery.updated_at > timezone.now() - time_limit:
-        raise TransientDeliveryError(f"Delivery {delivery.pk} is being sent by another attempt.")
+    still_running_until = delivery.updated_at + time_limit
+    if still_running_until > timezone.now():
+        wait = still_running_until - timezone.now()
+        raise TransientDeliveryError(
+            f"Delivery {delivery.pk} may still be in the hands of another attempt.",
+            delay=int(wait.total_seconds() * 1000) + 100,
+        )
     error = DeliveryOutcomeUnknown(
         f"An earlier attempt at delivery {delivery.pk} stopped while sending; it may have been delivered. "
         "Not sent again automatically: retry it from failed jobs to send it anyway."

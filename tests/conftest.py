@@ -1,4 +1,6 @@
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -115,16 +117,20 @@ class WorkerProcess:
     def start(self):
         log = open(self.log_path, "ab")  # noqa: SIM115
         command = [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+        )
         return self
 
     def kill(self):
-        self.process.kill()
+        """SIGKILL the master and its forked worker processes: nothing gets to clean up."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
     def stop(self):
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -161,8 +167,8 @@ def worker_process(redis_broker, transactional_db, tmp_path, twilio_server, smtp
     }
     started = []
 
-    def start():
-        process = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log").start()
+    def start(**overrides):
+        process = WorkerProcess({**env, **overrides}, tmp_path / f"worker-{len(started)}.log").start()
         started.append(process)
         return process
 
