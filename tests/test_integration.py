@@ -85,3 +85,22 @@ def test_rundramatiq_worker_process_delivers_every_channel(
         lambda: InAppNotification.objects.filter(recipient=user).exists(), timeout=30, message="in-app row"
     )
     wait_until(lambda: Delivery.objects.filter(status=Delivery.Status.SENT).count() == 4, message="4 sent")
+
+
+def test_same_idempotency_key_twice_sends_once(service, worker, fake_twilio):
+    first = service.send_sms("+33612345678", text="once", idempotency_key="signup-42")
+    second = service.send_sms("+33612345678", text="once", idempotency_key="signup-42")
+    fake_twilio.wait_for_messages(1)
+    wait_until(lambda: delivery_status(first) == Delivery.Status.SENT, message="sent")
+    worker.join()
+    assert second.pk == first.pk
+    assert fake_twilio.requests_seen == 1
+
+
+def test_rate_limited_sms_waits_for_retry_after_then_succeeds(service, worker, fake_twilio):
+    fake_twilio.fail_next(429, 20429, "Too many requests", retry_after=1)
+    delivery = service.send_sms("+33612345678", text="later")
+    fake_twilio.wait_for_messages(1, timeout=15)
+    wait_until(lambda: delivery_status(delivery) == Delivery.Status.SENT, message="sent")
+    assert delivery.attempts == 2
+    assert fake_twilio.requests_seen == 2

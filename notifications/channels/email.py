@@ -1,8 +1,5 @@
 """Email through Django's email framework, so any EMAIL_BACKEND (SMTP, anymail, ...) works."""
 
-import smtplib
-import socket
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
@@ -10,7 +7,8 @@ from django.core.mail.message import make_msgid
 from django.core.mail.utils import DNS_NAME
 from django.core.validators import validate_email
 
-from ..exceptions import InvalidRecipient, PermanentDeliveryError, TransientDeliveryError
+from ..exceptions import InvalidRecipient
+from ..provider_errors import smtp_error
 from ..rendering import find_template, render_html, render_text
 from .base import BaseChannel
 
@@ -44,7 +42,7 @@ class EmailChannel(BaseChannel):
         try:
             message.send()
         except Exception as error:
-            raise classify_error(error) from error
+            raise smtp_error(error) from error
         return message.extra_headers["Message-ID"]
 
 
@@ -62,22 +60,3 @@ def build_message(payload):
         render_html(PARTS["html"].format(template=template), context, language), "text/html"
     )
     return message
-
-
-def classify_error(error):
-    """SMTP 5xx replies are permanent; 4xx replies and connection trouble are worth retrying."""
-    code = smtp_code(error)
-    if code is not None and 500 <= code < 600:
-        return PermanentDeliveryError(f"SMTP server refused the message: {error}", provider="smtp", code=code)
-    if code is not None or isinstance(error, (smtplib.SMTPException, socket.error, TimeoutError)):
-        return TransientDeliveryError(f"SMTP delivery failed: {error}", provider="smtp", code=code)
-    return TransientDeliveryError(f"Email backend error: {error!r}", provider="email")
-
-
-def smtp_code(error):
-    if isinstance(error, smtplib.SMTPResponseException):
-        return error.smtp_code
-    if isinstance(error, smtplib.SMTPRecipientsRefused) and error.recipients:
-        code, _ = next(iter(error.recipients.values()))
-        return code
-    return None

@@ -1,36 +1,17 @@
-"""The Twilio client shared by the SMS and WhatsApp channels, and the meaning of Twilio's errors."""
+"""The Twilio client shared by the SMS and WhatsApp channels."""
 
 import threading
 
 import phonenumbers
-import requests
 from django.conf import settings
-from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from ..exceptions import (
-    ChannelNotConfigured,
-    InvalidRecipient,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
+from ..exceptions import ChannelNotConfigured, InvalidRecipient, PermanentDeliveryError
+from ..provider_errors import twilio_error
 from ..rendering import find_template, render_text
 from .base import BaseChannel
 
-# Twilio error codes that no retry can fix (https://www.twilio.com/docs/api/errors).
-PERMANENT_CODES = {
-    21211,  # invalid 'To' number
-    21212,  # invalid 'From' number
-    21408,  # permission to send to this region not enabled
-    21610,  # recipient unsubscribed (replied STOP)
-    21612,  # cannot route to this number
-    21614,  # 'To' is not a mobile number
-    21617,  # body too long
-    63003,  # WhatsApp: channel could not find the recipient
-    63016,  # WhatsApp: outside the 24-hour customer service window
-}
-RATE_LIMIT_CODES = {20429}
 MAX_BODY_CHARS = 1600
 
 _local = threading.local()
@@ -61,27 +42,8 @@ def send_message(to, from_, body):
     client = twilio_client()
     try:
         return client.messages.create(to=to, from_=from_, body=body).sid
-    except TwilioRestException as error:
-        raise classify_error(error, client.http_client.last_headers) from error
-    except (requests.RequestException, TwilioException) as error:
-        raise TransientDeliveryError(f"Could not reach Twilio: {error}", provider="twilio") from error
-
-
-def classify_error(error, headers):
-    """Rate limits and server errors are transient; known dead ends and other 4xx are permanent."""
-    text = f"Twilio refused the message: {error.msg}"
-    if error.status == 429 or error.code in RATE_LIMIT_CODES or error.status >= 500:
-        return TransientDeliveryError(
-            text, provider="twilio", code=error.code, status=error.status, delay=retry_after_ms(headers)
-        )
-    return PermanentDeliveryError(text, provider="twilio", code=error.code, status=error.status)
-
-
-def retry_after_ms(headers):
-    try:
-        return int(float(headers.get("Retry-After"))) * 1000
-    except (TypeError, ValueError):
-        return None
+    except Exception as error:
+        raise twilio_error(error, client.http_client.last_headers) from error
 
 
 def clean_phone_number(value):

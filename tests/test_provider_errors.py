@@ -1,0 +1,63 @@
+import smtplib
+
+import pytest
+import requests
+from twilio.base.exceptions import TwilioRestException
+
+from notifications.exceptions import PermanentDeliveryError, TransientDeliveryError
+from notifications.provider_errors import smtp_error, twilio_error
+
+
+def rest_error(status, code):
+    return TwilioRestException(status, "https://api.twilio.com/x", msg="refused", code=code)
+
+
+@pytest.mark.parametrize("code", [21211, 21610, 21614, 63016])
+def test_known_twilio_dead_ends_are_permanent(code):
+    error = twilio_error(rest_error(400, code))
+    assert isinstance(error, PermanentDeliveryError)
+    assert (error.provider, error.code, error.status) == ("twilio", code, 400)
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, 20429), (429, None), (500, 20500), (503, None)])
+def test_twilio_rate_limits_and_server_errors_are_transient(status, code):
+    assert isinstance(twilio_error(rest_error(status, code)), TransientDeliveryError)
+
+
+def test_other_twilio_client_errors_are_permanent():
+    assert isinstance(twilio_error(rest_error(401, 20003)), PermanentDeliveryError)
+
+
+def test_twilio_retry_after_sets_the_retry_delay():
+    error = twilio_error(rest_error(429, 20429), {"Retry-After": "7"})
+    assert error.delay == 7000
+
+
+def test_missing_or_odd_retry_after_leaves_the_backoff_alone():
+    assert twilio_error(rest_error(429, 20429), {}).delay is None
+    assert twilio_error(rest_error(429, 20429), {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}).delay is None
+
+
+def test_twilio_network_errors_are_transient():
+    error = twilio_error(requests.ConnectionError("refused"))
+    assert isinstance(error, TransientDeliveryError)
+    assert "Could not reach Twilio" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent", "code"),
+    [
+        (smtplib.SMTPDataError(550, b"5.1.1 Mailbox unavailable"), True, 550),
+        (smtplib.SMTPRecipientsRefused({"a@b.c": (553, b"no such user")}), True, 553),
+        (smtplib.SMTPSenderRefused(421, b"busy", "x@y.z"), False, 421),
+        (smtplib.SMTPDataError(451, b"4.3.0 Try again"), False, 451),
+        (smtplib.SMTPServerDisconnected("gone"), False, None),
+        (ConnectionRefusedError(111, "refused"), False, None),
+        (TimeoutError("timed out"), False, None),
+    ],
+)
+def test_smtp_errors(error, permanent, code):
+    result = smtp_error(error)
+    assert isinstance(result, PermanentDeliveryError) is permanent
+    assert isinstance(result, TransientDeliveryError) is not permanent
+    assert result.code == code
