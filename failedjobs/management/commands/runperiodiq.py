@@ -1,14 +1,21 @@
 import os
 import sys
+from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
 
+def periodiq_executable():
+    """The periodiq script installed beside this Python, else the one on PATH."""
+    beside = Path(sys.executable).parent / "periodiq"
+    return str(beside) if beside.is_file() else "periodiq"
+
+
 class Command(BaseCommand):
-    help = "Run the periodiq scheduler, which enqueues the periodic actors (run exactly one)."
+    help = "Run the periodiq scheduler, which enqueues the periodic jobs. Run exactly one."
 
     def handle(self, *args, verbosity, **options):
-        command = [sys.executable, "-m", "periodiq", "django_dramatiq.setup", *["-v"] * max(verbosity - 1, 0)]
+        command = [periodiq_executable(), "django_dramatiq.setup", *["-v"] * max(verbosity - 1, 0)]
         self.stdout.write(f" * Running periodiq: {' '.join(command)}")
         self.stdout.flush()
         os.execvp(command[0], command)
