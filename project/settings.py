@@ -1,5 +1,6 @@
 """Django settings. This is the only module that reads the environment (see .env.example)."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -136,6 +137,15 @@ DRAMATIQ_BROKER = {
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+
+# Workers export Prometheus metrics on dramatiq_prom_host:dramatiq_prom_port, variables Dramatiq
+# reads itself; its own default host is 0.0.0.0, so loopback is made the default here.
+# The web process serves /metrics.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+if METRICS_ENABLED:
+    os.environ.setdefault("dramatiq_prom_host", "127.0.0.1")
+    DRAMATIQ_BROKER["MIDDLEWARE"].insert(0, "dramatiq.middleware.prometheus.Prometheus")
 
 LOGGING = {
     "version": 1,

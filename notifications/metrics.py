@@ -1,0 +1,82 @@
+"""Prometheus metrics for operators: deliveries, failed jobs and dead letters, read at scrape time.
+
+Workers export their own metrics (messages, errors, retries, durations) through Dramatiq's
+Prometheus middleware when METRICS_ENABLED is on.
+"""
+
+import dramatiq
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpResponse, HttpResponseForbidden
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from .models import Delivery
+
+DELIVERY_WINDOW_HOURS = 24
+
+
+class PipelineCollector:
+    """Counts taken from the database and Redis each time Prometheus scrapes."""
+
+    def collect(self):
+        yield self.deliveries()
+        yield self.failed_jobs()
+        yield self.dead_letters()
+
+    def deliveries(self):
+        gauge = GaugeMetricFamily(
+            "notifications_deliveries",
+            f"Notifications created in the last {DELIVERY_WINDOW_HOURS} hours, by channel and status.",
+            labels=["channel", "status"],
+        )
+        since = timezone.now() - timezone.timedelta(hours=DELIVERY_WINDOW_HOURS)
+        rows = (
+            Delivery.objects.filter(created_at__gte=since).values("channel", "status").annotate(n=Count("id"))
+        )
+        for row in rows.order_by():
+            gauge.add_metric([row["channel"], row["status"]], row["n"])
+        return gauge
+
+    def failed_jobs(self):
+        from failedjobs.models import FailedJob
+
+        gauge = GaugeMetricFamily(
+            "notifications_failed_jobs", "Failed jobs waiting for an operator, by queue.", labels=["queue"]
+        )
+        rows = (
+            FailedJob.objects.filter(status=FailedJob.Status.FAILED)
+            .values("queue_name")
+            .annotate(n=Count("id"))
+        )
+        for row in rows.order_by():
+            gauge.add_metric([row["queue_name"]], row["n"])
+        return gauge
+
+    def dead_letters(self):
+        gauge = GaugeMetricFamily(
+            "notifications_dead_letters",
+            "Messages in Redis dead-letter queues not yet copied into FailedJob, by queue.",
+            labels=["queue"],
+        )
+        broker = dramatiq.get_broker()
+        client = getattr(broker, "client", None)
+        if client is None:
+            return gauge
+        for queue in sorted(broker.get_declared_queues()):
+            gauge.add_metric([queue], client.zcard(f"{broker.namespace}:{queue}.XQ"))
+        return gauge
+
+
+@require_GET
+def metrics(request):
+    """Prometheus text format; when METRICS_TOKEN is set, scrapers send it as a bearer token."""
+    token = settings.METRICS_TOKEN
+    if token and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return HttpResponseForbidden("A valid METRICS_TOKEN bearer token is required.\n")
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
