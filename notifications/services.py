@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from . import dispatch
 from .channels import get_channel
+from .channels.twilio import MAX_BODY_CHARS
 from .exceptions import InvalidNotification, InvalidPayload
 from .models import Delivery
 from .rendering import resolve_language
@@ -87,9 +88,11 @@ class NotificationsService:
         return self.notify("email", to, "plain", {"subject": subject, "text": text, "html": html}, **options)
 
     def send_sms(self, to, *, text, **options):
+        check_text_message(text)
         return self.notify("sms", to, "plain", {"text": text}, **options)
 
     def send_whatsapp(self, to, *, text, **options):
+        check_text_message(text)
         return self.notify("whatsapp", to, "plain", {"text": text}, **options)
 
     def notify(
@@ -126,6 +129,15 @@ class NotificationsService:
             if created:
                 schedule(delivery, payload)
         return delivery
+
+
+def check_text_message(text):
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidNotification("A text message needs a non-empty text.")
+    if len(text) > MAX_BODY_CHARS:
+        raise InvalidNotification(
+            f"A text message is at most {MAX_BODY_CHARS} characters; this one is {len(text)}."
+        )
 
 
 def check_payload_size(context):

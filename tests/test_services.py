@@ -183,3 +183,11 @@ def test_inapp_notification_needs_a_title(service, django_user_model):
     user = django_user_model.objects.create(username="ada")
     with pytest.raises(InvalidNotification, match="title"):
         service.create_inapp_notification(user, title="")
+
+
+@pytest.mark.parametrize(("text", "error"), [("", "non-empty"), ("x" * 1601, "at most 1600")])
+def test_text_message_length_is_checked_at_call_time(service, text, error):
+    with pytest.raises(InvalidNotification, match=error):
+        service.send_sms("+33612345678", text=text)
+    with pytest.raises(InvalidNotification, match=error):
+        service.send_whatsapp("+33612345678", text=text)
