@@ -123,7 +123,8 @@ def retry_jobs(jobs, *, limit=None, batch_size=DEFAULT_BATCH_SIZE, dry_run=False
     Rows that are not in the failed state (already retried or resolved) are skipped.
     """
     result = RetryResult(skipped=jobs.exclude(status=FailedJob.Status.FAILED).count())
-    pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk")
+    # defer(None): every message is read, so a list that deferred message_data must not load it row by row.
+    pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk").defer(None)
     if dry_run:
         result.retried = pending.count() if limit is None else min(limit, pending.count())
         return result

@@ -35,7 +35,9 @@ def test_twilio_retry_after_sets_the_retry_delay():
 
 def test_missing_or_odd_retry_after_leaves_the_backoff_alone():
     assert twilio_error(rest_error(429, 20429), {}).delay is None
-    assert twilio_error(rest_error(429, 20429), {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}).delay is None
+    assert (
+        twilio_error(rest_error(429, 20429), {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}).delay is None
+    )
 
 
 def test_twilio_network_errors_are_transient():

@@ -1,0 +1,197 @@
+"""What every workload needs: the environment, the databases, Redis, worker processes and timing helpers.
+
+Everything is configured through environment variables, for this process (before ``django.setup()``)
+and for the worker processes alike, as in ``tests/conftest.py``.
+"""
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+POSTGRES = "postgres://postgres@127.0.0.1:5432"
+DATABASE = "notifications_bench"
+#: W4's million rows live in their own database, so that W2 and W3 (which empty FailedJob) keep them.
+ADMIN_DATABASE = "notifications_bench_admin"
+REDIS_URL = "redis://127.0.0.1:6379/14"
+POLL_INTERVAL = 0.05
+
+RUNDRAMATIQ = [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"]
+BARE_DRAMATIQ = [
+    str(Path(sys.executable).parent / "dramatiq"),
+    "django_dramatiq.setup",
+    "bench.bare_actors",
+    "--processes",
+    "1",
+    "--threads",
+    "8",
+]
+
+
+def bench_env(**overrides):
+    """The environment of this process and of every worker; ``overrides`` are added as strings."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DATABASE_URL": f"{POSTGRES}/{DATABASE}",
+        "REDIS_URL": REDIS_URL,
+        "QUEUE_ENABLED": "true",
+        "LOG_LEVEL": "WARNING",
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "bench-auth-token",
+        "TWILIO_SMS_FROM": "+15005550006",
+    }
+    env.update({name: str(value) for name, value in overrides.items()})
+    return env
+
+
+def prepare_database(name):
+    """Create the database if it is missing, then bring its schema up to date."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    command = [sys.executable, "manage.py", "migrate", "--verbosity", "0", "--skip-checks"]
+    subprocess.run(command, cwd=ROOT, env=bench_env(DATABASE_URL=f"{POSTGRES}/{name}"), check=True)
+
+
+def setup_django():
+    os.environ.update(bench_env())
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+@contextlib.contextmanager
+def using_database(name):
+    """Point Django's default connection at another database for a while, as the test runner does."""
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connection
+
+    previous = connection.settings_dict["NAME"]
+    connection.close()
+    connection.settings_dict["NAME"] = name
+    ContentType.objects.clear_cache()
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = previous
+        ContentType.objects.clear_cache()
+
+
+def flush_redis():
+    import dramatiq
+
+    dramatiq.get_broker().client.flushdb()
+
+
+def empty_tables(*models):
+    from django.db import connection
+
+    tables = ", ".join(connection.ops.quote_name(model._meta.db_table) for model in models)
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+def bench_user():
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    return user
+
+
+class Worker:
+    """A worker command in its own process group, logging to bench/results/; stopped with SIGTERM."""
+
+    running = []
+
+    def __init__(self, command, env, log_name):
+        self.command = command
+        self.env = env
+        self.log_path = RESULTS / log_name
+        self.process = None
+        self.started_at = None
+
+    def start(self):
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.started_at = time.perf_counter()
+            self.process = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
+        Worker.running.append(self)
+        return self
+
+    def check_alive(self):
+        code = self.process.poll()
+        if code is not None:
+            raise RuntimeError(f"worker exited with status {code}; see {self.log_path}")
+
+    def stop(self):
+        if self in Worker.running:
+            Worker.running.remove(self)
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    @classmethod
+    def stop_all(cls):
+        for worker in list(cls.running):
+            worker.stop()
+
+
+def wait_for_count(count, target, worker, *, started=None, started_work=None, timeout=300.0):
+    """Poll ``count()`` every 50 ms until it reaches ``target``.
+
+    Returns (seconds until work started, seconds until done), both from ``started`` (default: the
+    worker's start). Work has started when ``started_work()`` is true, by default when count() > 0.
+    """
+    started = worker.started_at if started is None else started
+    first = None
+    while True:
+        done = count()
+        now = time.perf_counter()
+        if first is None and (started_work() if started_work else done > 0):
+            first = now - started
+        if done >= target:
+            return first, now - started
+        if now - started > timeout:
+            raise TimeoutError(f"{done} of {target} after {timeout:.0f} s; see {worker.log_path}")
+        worker.check_alive()
+        time.sleep(POLL_INTERVAL)
+
+
+def percentile(values, fraction):
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def sleep_until(moment):
+    delay = moment - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)

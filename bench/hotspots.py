@@ -1,0 +1,178 @@
+"""Where the time goes: py-spy samples of the enqueue path, the worker drain and a bulk retry.
+
+    .venv/bin/pip install py-spy        # a profiler for this machine only, not a requirement
+    .venv/bin/python bench/hotspots.py enqueue [--n 3000]
+    .venv/bin/python bench/hotspots.py drain [--n 10000]
+    .venv/bin/python bench/hotspots.py requeue [--n 10000]
+
+Samples wall-clock time (``--idle``: waiting on PostgreSQL or Redis counts), writes the raw stacks to
+bench/results/<name>.txt and prints the functions with the largest share of the samples that go
+through the work being profiled: inclusive (the function or anything it calls) and self.
+"""
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import harness, workloads  # noqa: E402
+
+PY_SPY = Path(sys.executable).parent / "py-spy"
+SAMPLE_RATE = 1000
+FRAME = re.compile(r"^(?P<name>.*) \((?P<file>.*?)(?::\d+)?\)$")
+#: Only the samples of threads doing the work: the bench loop, or a worker thread running a message.
+WORK_FRAMES = {
+    "enqueue": "enqueue_in_app",
+    "drain": "process_message",
+    "requeue": "retry_jobs",
+}
+TOP = 30
+
+
+class Sampler:
+    """py-spy attached to a process until stopped; leaves its raw stacks in a file."""
+
+    def __init__(self, pid, name, subprocesses=False):
+        self.output = harness.RESULTS / f"{name}.txt"
+        command = [str(PY_SPY), "record", "--idle", "--format", "raw", "--rate", str(SAMPLE_RATE)]
+        command += ["--pid", str(pid), "--output", str(self.output), "--nonblocking"]
+        if subprocesses:
+            command.append("--subprocesses")
+        harness.RESULTS.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)  # py-spy attaches
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=60)
+        return self.output
+
+
+def profile_enqueue(n):
+    from notifications.models import Delivery, InAppNotification
+    from notifications.services import NotificationsService
+
+    harness.empty_tables(Delivery, InAppNotification)
+    harness.flush_redis()
+    service, user = NotificationsService(), harness.bench_user()
+    workloads.enqueue_in_app(service, user, 200)  # warm up
+    sampler = Sampler(os.getpid(), "profile-enqueue")
+    try:
+        elapsed, _ = workloads.enqueue_in_app(service, user, n)
+    finally:
+        output = sampler.stop()
+    print(f"enqueue: {n} calls in {elapsed:.2f} s ({elapsed / n * 1000:.2f} ms a call)")
+    return output
+
+
+def profile_drain(n):
+    from notifications.models import Delivery, InAppNotification
+    from notifications.services import NotificationsService
+
+    harness.empty_tables(Delivery, InAppNotification)
+    harness.flush_redis()
+    workloads.enqueue_in_app(NotificationsService(), harness.bench_user(), n)
+    with harness.Worker(harness.RUNDRAMATIQ, harness.bench_env(), "profile-drain-worker.log") as worker:
+        count = InAppNotification.objects.count
+        harness.wait_for_count(count, 1, worker)
+        sampler = Sampler(worker.process.pid, "profile-drain", subprocesses=True)
+        started, done = time.perf_counter(), count()
+        try:
+            harness.wait_for_count(count, n, worker)
+        finally:
+            output = sampler.stop()
+        elapsed = time.perf_counter() - started
+    print(f"drain: {n - done} messages in {elapsed:.2f} s while sampled ({(n - done) / elapsed:.0f}/s)")
+    return output
+
+
+def profile_requeue(n):
+    from failedjobs.models import FailedJob
+    from failedjobs.services import retry_jobs
+
+    harness.empty_tables(FailedJob)
+    harness.flush_redis()
+    workloads.create_failed_jobs(n)
+    sampler = Sampler(os.getpid(), "profile-requeue")
+    try:
+        started = time.perf_counter()
+        retry_jobs(FailedJob.objects.all())
+        elapsed = time.perf_counter() - started
+    finally:
+        output = sampler.stop()
+    print(f"requeue: {n} failed jobs in {elapsed:.2f} s ({n / elapsed:.0f}/s)")
+    return output
+
+
+def read_stacks(path, work_frame):
+    """(frames, samples) for each sampled stack that goes through ``work_frame``."""
+    stacks = []
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [frame_name(frame) for frame in stack.split(";")]
+        if any(frame.startswith(work_frame + " ") for frame in frames):
+            stacks.append((frames, int(count)))
+    return stacks
+
+
+def frame_name(frame):
+    """``function (file)``, the line number dropped and the path made short."""
+    match = FRAME.match(frame)
+    if match is None:
+        return frame
+    path = match["file"].split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+    return f"{match['name']} ({path})"
+
+
+def summarise(stacks):
+    total = sum(count for _, count in stacks)
+    inclusive, own = Counter(), Counter()
+    for frames, count in stacks:
+        for frame in set(frames):
+            inclusive[frame] += count
+        own[frames[-1]] += count
+    return total, inclusive, own
+
+
+def print_summary(title, stacks):
+    total, inclusive, own = summarise(stacks)
+    print(f"\n{title}: {total} samples\n\ninclusive (function and what it calls)")
+    for frame, count in inclusive.most_common(TOP):
+        print(f"  {count / total:6.1%}  {frame}")
+    print("\nself (the function's own code, or the wait it is blocked in)")
+    for frame, count in own.most_common(TOP):
+        print(f"  {count / total:6.1%}  {frame}")
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("target", choices=sorted(WORK_FRAMES))
+    parser.add_argument("--n", type=int, default=None)
+    args = parser.parse_args()
+    if not PY_SPY.exists():
+        sys.exit(f"{PY_SPY} is missing: .venv/bin/pip install py-spy")
+    harness.prepare_database(harness.DATABASE)
+    harness.setup_django()
+    profile = {"enqueue": profile_enqueue, "drain": profile_drain, "requeue": profile_requeue}
+    default_n = {"enqueue": 3000, "drain": 10_000, "requeue": 10_000}
+    try:
+        output = profile[args.target](args.n or default_n[args.target])
+    finally:
+        harness.Worker.stop_all()
+    print_summary(f"{args.target} ({output})", read_stacks(output, WORK_FRAMES[args.target]))
+
+
+if __name__ == "__main__":
+    main()

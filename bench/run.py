@@ -1,0 +1,170 @@
+"""Benchmarks of the notification pipeline on real Redis and PostgreSQL.
+
+    .venv/bin/python bench/run.py [--workload W1 W1-bare W2 W3 W4] [--quick] [--reset]
+
+Prints one JSON line per measurement, then a table of the figures beside their targets. It never
+fails on a target; it exits 1 only when a workload could not run. Worker logs go to bench/results/.
+"""
+
+import argparse
+import json
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import harness, workloads  # noqa: E402
+
+FULL_SIZES = {
+    "W1": 10_000,
+    "W1-paced": 1000,
+    "W1-bare": 10_000,
+    "W2": 1000,
+    "W3": (5000, 100_000),
+    "W4": 1_000_000,
+}
+#: --quick: every N divided by 10.
+QUICK_SIZES = {
+    "W1": 1000,
+    "W1-paced": 100,
+    "W1-bare": 1000,
+    "W2": 100,
+    "W3": (500, 10_000),
+    "W4": 100_000,
+}
+WORKLOADS = ("W1", "W1-bare", "W2", "W3", "W4")
+
+#: (workload, figure) -> (comparison, target). jobs_per_s of W1 is also compared with W1-bare's.
+TARGETS = {
+    ("W1", "enqueue_p99_ms"): ("<=", 1.0),
+    ("W1", "jobs_per_s"): (">=", 4500),
+    ("W1", "e2e_p50_ms"): ("<=", 2.0),
+    ("W2", "storm_s"): ("<=", 1.0),
+    ("W3", "per_s"): (">=", 10_000),
+    ("W4", "changelist_ms"): ("<=", 200),
+    ("W4", "changelist_filtered_ms"): ("<=", 200),
+    ("W4", "search_ms"): ("<=", 200),
+    ("W4", "detail_ms"): ("<=", 200),
+}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workload", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    parser.add_argument("--quick", action="store_true", help="a smoke run: every N divided by 10")
+    parser.add_argument("--reset", action="store_true", help="rebuild W4's FailedJob rows")
+    return parser.parse_args()
+
+
+def run_workload(name, sizes, reset):
+    if name == "W1":
+        return workloads.w1(sizes["W1"], sizes["W1-paced"])
+    if name == "W1-bare":
+        return workloads.w1_bare(sizes["W1-bare"])
+    if name == "W2":
+        return workloads.w2(sizes["W2"])
+    if name == "W3":
+        return workloads.w3(sizes["W3"])
+    return workloads.w4(sizes["W4"], reset=reset)
+
+
+def print_line(line):
+    print(json.dumps({key: value for key, value in line.items() if key != "info"}), flush=True)
+
+
+def target_rows(lines):
+    """(workload, figure, value, target, met) rows; met is None for a figure without a target."""
+    bare = next((line["jobs_per_s"] for line in lines if line["workload"] == "W1-bare"), None)
+    rows = []
+    for line in lines:
+        for figure, value in figures(line):
+            for target, met in checks(line, figure, value, bare):
+                rows.append((line["workload"], figure, value, target, met))
+    return rows
+
+
+def figures(line):
+    for key, value in line.items():
+        if key != "workload" and key != "info":
+            yield key, value
+    for key, value in line.get("info", {}).items():
+        yield f"({key})", value
+
+
+def checks(line, figure, value, bare):
+    """The (target, met) pairs of one figure."""
+    key = (line["workload"], figure)
+    found = []
+    if key == ("W2", "failed_jobs"):
+        found.append((f"== {line['n']}", value == line["n"]))
+    if key in TARGETS:
+        found.append(compare(value, *TARGETS[key]))
+    if key == ("W1", "jobs_per_s") and bare is not None:
+        found.append(compare(value, ">=", bare, " (W1-bare)"))
+    return found or [("", None)]
+
+
+def compare(value, comparison, target, note=""):
+    met = value <= target if comparison == "<=" else value >= target
+    return f"{comparison} {target}{note}", met
+
+
+def print_table(rows):
+    header = ("workload", "figure", "value", "target", "met")
+    cells = [header] + [
+        (workload, figure, str(value), target, "" if met is None else ("yes" if met else "NO"))
+        for workload, figure, value, target, met in rows
+    ]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(header))]
+    print()
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def save(lines):
+    harness.RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with open(harness.RESULTS / "runs.jsonl", "a") as log:
+        for line in lines:
+            log.write(json.dumps({"at": stamp, **line}) + "\n")
+
+
+def stop_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main():
+    args = parse_args()
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    harness.prepare_database(harness.DATABASE)
+    if "W4" in args.workload:
+        harness.prepare_database(harness.ADMIN_DATABASE)
+    harness.setup_django()
+    lines, failed = [], False
+    try:
+        for name in [workload for workload in WORKLOADS if workload in args.workload]:
+            try:
+                measured = run_workload(name, sizes, args.reset)
+            except Exception as error:
+                traceback.print_exc()
+                measured, failed = [{"workload": name, "error": f"{type(error).__name__}: {error}"}], True
+            for line in measured:
+                print_line(line)
+            lines.extend(measured)
+    finally:
+        harness.Worker.stop_all()
+    save(lines)
+    print_table(target_rows([line for line in lines if "error" not in line]))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

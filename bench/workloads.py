@@ -1,0 +1,376 @@
+"""The workloads. Each function returns the JSON lines it measured, as dicts; extra figures for the
+human table go under the ``info`` key (not printed in the JSON line).
+"""
+
+import hashlib
+import statistics
+import time
+import uuid
+from itertools import islice
+
+from bench.harness import (
+    ADMIN_DATABASE,
+    BARE_DRAMATIQ,
+    ROOT,
+    RUNDRAMATIQ,
+    Worker,
+    bench_env,
+    bench_user,
+    empty_tables,
+    flush_redis,
+    percentile,
+    sleep_until,
+    using_database,
+    wait_for_count,
+)
+
+PACED_RATE = 200
+ADMIN_REQUESTS = 5
+INSERT_BATCH = 5000
+
+
+def w1(n, paced_calls):
+    """Enqueue n in-app notifications with no worker, drain them, then measure paced end-to-end latency."""
+    from notifications.models import Delivery, InAppNotification
+    from notifications.services import NotificationsService
+
+    empty_tables(Delivery, InAppNotification)
+    flush_redis()
+    service, user = NotificationsService(), bench_user()
+    enqueue_s, latencies = enqueue_in_app(service, user, n)
+    with Worker(RUNDRAMATIQ, bench_env(), "w1-worker.log") as worker:
+        boot_s, drain_s = wait_for_count(InAppNotification.objects.count, n, worker)
+        e2e = paced_latencies(service, user, worker, paced_calls, PACED_RATE)
+    return [
+        {
+            "workload": "W1",
+            "n": n,
+            "enqueue_s": round(enqueue_s, 3),
+            "enqueue_p50_ms": round(percentile(latencies, 0.50) * 1000, 3),
+            "enqueue_p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
+            "worker_boot_s": round(boot_s, 3),
+            "drain_s": round(drain_s, 3),
+            "jobs_per_s": round(n / (drain_s - boot_s)),
+            "e2e_p50_ms": round(percentile(e2e, 0.50), 2),
+            "e2e_p99_ms": round(percentile(e2e, 0.99), 2),
+        }
+    ]
+
+
+def enqueue_in_app(service, user, n):
+    """Call the service n times in a row; return the total time and each call's time, in seconds."""
+    latencies = []
+    started = time.perf_counter()
+    for i in range(n):
+        before = time.perf_counter()
+        service.create_inapp_notification(user, title=f"Bench notification {i}")
+        latencies.append(time.perf_counter() - before)
+    return time.perf_counter() - started, latencies
+
+
+def paced_latencies(service, user, worker, count, rate):
+    """Call the service ``rate`` times a second; return each notification's end-to-end time in ms."""
+    from notifications.models import InAppNotification
+
+    started_at = {}
+    started = time.perf_counter()
+    for i in range(count):
+        sleep_until(started + i / rate)
+        call_started = time.time()
+        delivery = service.create_inapp_notification(user, title=f"Paced notification {i}")
+        started_at[delivery.pk] = call_started
+    rows = InAppNotification.objects.filter(delivery_id__in=list(started_at))
+    wait_for_count(rows.count, count, worker)
+    return [
+        (created_at.timestamp() - started_at[delivery_id]) * 1000
+        for delivery_id, created_at in rows.values_list("delivery_id", "created_at")
+    ]
+
+
+def w1_bare(n):
+    """The same inserts by a bare actor (no Delivery row, no service): the ceiling for W1's drain."""
+    from bench.bare_actors import insert_in_app
+    from notifications.models import Delivery, InAppNotification
+
+    empty_tables(Delivery, InAppNotification)
+    flush_redis()
+    user = bench_user()
+    for i in range(n):
+        insert_in_app.send(user.pk, f"Bare notification {i}")
+    with Worker(BARE_DRAMATIQ, bench_env(PYTHONPATH=ROOT), "w1-bare-worker.log") as worker:
+        boot_s, drain_s = wait_for_count(InAppNotification.objects.count, n, worker)
+    return [
+        {
+            "workload": "W1-bare",
+            "n": n,
+            "drain_s": round(drain_s, 3),
+            "jobs_per_s": round(n / (drain_s - boot_s)),
+            "info": {"worker_boot_s": round(boot_s, 3)},
+        }
+    ]
+
+
+def w2(n):
+    """n SMS that Twilio always refuses with a 500: each is tried 3 times, then filed as a FailedJob."""
+    from failedjobs.models import FailedJob
+    from notifications.models import Delivery
+    from notifications.services import NotificationsService
+    from tests.fakes.twilio_server import FakeTwilio
+
+    empty_tables(Delivery, FailedJob)
+    flush_redis()
+    service = NotificationsService()
+    started = time.perf_counter()
+    for i in range(n):
+        service.send_sms("+33612345678", text=f"Storm {i}")
+    enqueue_s = time.perf_counter() - started
+    twilio = FakeTwilio().start()
+    try:
+        twilio.fail_always(500, 20500)
+        env = bench_env(
+            NOTIFICATIONS_MAX_RETRIES=2,
+            NOTIFICATIONS_MIN_BACKOFF_MS=10,
+            NOTIFICATIONS_MAX_BACKOFF_MS=50,
+            TWILIO_API_BASE_URL=twilio.url,
+        )
+        with Worker(RUNDRAMATIQ, env, "w2-worker.log") as worker:
+            first_request_s, storm_s = wait_for_count(
+                FailedJob.objects.count, n, worker, started_work=lambda: twilio.requests_seen > 0
+            )
+        requests = twilio.requests_seen
+    finally:
+        twilio.stop()
+    return [
+        {
+            "workload": "W2",
+            "n": n,
+            "failed_jobs": FailedJob.objects.count(),
+            "storm_s": round(storm_s, 3),
+            "enqueue_s": round(enqueue_s, 3),
+            "info": {
+                "first_twilio_request_s": round(first_request_s, 3),
+                "storm_after_first_request_s": round(storm_s - first_request_s, 3),
+                "twilio_requests": requests,
+            },
+        }
+    ]
+
+
+def w3(sizes):
+    """Re-enqueue every FailedJob with retry_jobs(), no worker running, once per size."""
+    return [retry_all(n) for n in sizes]
+
+
+def retry_all(n):
+    import dramatiq
+
+    from failedjobs.models import FailedJob
+    from failedjobs.services import retry_jobs
+
+    empty_tables(FailedJob)
+    flush_redis()
+    create_failed_jobs(n)
+    started = time.perf_counter()
+    result = retry_jobs(FailedJob.objects.all())
+    requeue_s = time.perf_counter() - started
+    queued = dramatiq.get_broker().client.hlen("dramatiq:in_app.msgs")
+    if result.retried != n or queued != n:
+        raise RuntimeError(f"retry_jobs retried {result.retried} and queued {queued}, expected {n}")
+    return {"workload": "W3", "n": n, "requeue_s": round(requeue_s, 3), "per_s": round(n / requeue_s)}
+
+
+def create_failed_jobs(n):
+    from django.utils import timezone
+
+    from failedjobs.models import FailedJob
+    from notifications.tasks import deliver_in_app
+
+    now = timezone.now()
+    jobs = (failed_in_app_job(deliver_in_app, i, now) for i in range(n))
+    while batch := list(islice(jobs, INSERT_BATCH)):
+        FailedJob.objects.bulk_create(batch)
+
+
+def failed_in_app_job(actor, i, now):
+    """A FailedJob holding a real encoded message of deliver_in_app."""
+    from failedjobs.models import FailedJob
+
+    payload = {
+        "channel": "in_app",
+        "recipient": "1",
+        "template": "in_app",
+        "context": {"title": f"Retried notification {i}", "body": "", "link": ""},
+        "language": "en",
+        "delivery_id": i + 1,
+    }
+    message = actor.message(**payload)
+    return FailedJob(
+        queue_name=message.queue_name,
+        actor_name=message.actor_name,
+        message_id=message.message_id,
+        message_data=message.encode(),
+        kwargs=payload,
+        exception_class="notifications.exceptions.TransientDeliveryError",
+        exception_message="Could not store the notification.",
+        attempts=6,
+        enqueued_at=now,
+        failed_at=now,
+    )
+
+
+def w4(n, *, reset=False):
+    """The FailedJob admin on n rows: list, filtered list, search by message id, one detail page."""
+    from failedjobs.models import FailedJob
+
+    with using_database(ADMIN_DATABASE):
+        admin_label = failed_job_admin()
+        if reset or FailedJob.objects.count() != n:
+            fill_failed_jobs(n)
+        analyze_failed_jobs()
+        client = admin_client()
+        message_id = fake_message_id(n // 2)
+        job = FailedJob.objects.get(message_id=message_id)
+        pages = {
+            "changelist": changelist_url(),
+            "changelist_filtered": changelist_url() + "?queue_name__exact=sms&status__exact=failed",
+            "search": changelist_url() + f"?q={message_id}",
+            "detail": change_url(job.pk),
+        }
+        line = {"workload": "W4", "n": n, "admin": admin_label}
+        for name, url in pages.items():
+            cold_ms, warm_ms = time_page(client, url)
+            line[f"{name}_ms"] = warm_ms
+            line[f"{name}_cold_ms"] = cold_ms
+    return [line]
+
+
+def failed_job_admin():
+    """Which admin W4 measures: the project's, or a plain stand-in when failedjobs/admin.py has none."""
+    from django.contrib import admin
+
+    from failedjobs.models import FailedJob
+
+    if admin.site.is_registered(FailedJob):
+        return "failedjobs.admin"
+    admin.site.register(FailedJob)
+    return "STAND-IN plain ModelAdmin (failedjobs/admin.py registers none)"
+
+
+FILL_SQL = """
+INSERT INTO failedjobs_failedjob (
+    queue_name, actor_name, message_id, message_data, args, kwargs, exception_class, exception_message,
+    traceback, attempts, source, enqueued_at, failed_at, status, retried_at, retried_as, retry_count
+)
+SELECT
+    queue, 'deliver_' || queue, message_id,
+    convert_to(
+        format('{"queue_name":"%%s","actor_name":"deliver_%%s","args":[],"kwargs":{"delivery_id":%%s},'
+               '"options":{},"message_id":"%%s","message_timestamp":0}', queue, queue, i, message_id),
+        'UTF8'
+    ),
+    '[]'::jsonb,
+    jsonb_build_object('channel', queue, 'recipient', recipient, 'template', 'plain', 'language', 'en',
+                       'context', jsonb_build_object('text', 'Your code is ' || i %% 10000),
+                       'delivery_id', i),
+    error_class, error,
+    E'Traceback (most recent call last):\n  File "notifications/delivery.py", line 41, in deliver\n'
+        || error_class || ': ' || error,
+    CASE WHEN error_class LIKE '%%Permanent%%' THEN 1 ELSE 6 END,
+    'worker', failed_at - interval '31 minutes', failed_at, status,
+    CASE WHEN status = 'retried' THEN failed_at + interval '1 hour' END,
+    CASE WHEN status = 'retried' THEN md5('retried' || i)::uuid::text ELSE '' END,
+    CASE WHEN status = 'retried' THEN 1 ELSE 0 END
+FROM (
+    SELECT
+        i, queue, md5(i::text)::uuid::text AS message_id,
+        now() - make_interval(secs => (%(n)s - i) * 7776000.0 / %(n)s) AS failed_at,
+        CASE queue
+            WHEN 'email' THEN 'user' || i || '@example.com'
+            WHEN 'in_app' THEN (i %% 5000)::text
+            ELSE '+336' || lpad((i %% 100000000)::text, 8, '0')
+        END AS recipient,
+        CASE
+            WHEN queue = 'email' THEN 'notifications.exceptions.TransientDeliveryError'
+            WHEN queue = 'in_app' OR abs(hashtext('e' || i)) %% 100 < 30
+                THEN 'notifications.exceptions.PermanentDeliveryError'
+            ELSE 'notifications.exceptions.TransientDeliveryError'
+        END AS error_class,
+        CASE
+            WHEN queue = 'email' THEN 'SMTP delivery failed: (421, b''Service not available'')'
+            WHEN queue = 'in_app' THEN 'Cannot store the notification: user does not exist'
+            WHEN abs(hashtext('e' || i)) %% 100 < 30
+                THEN 'Twilio refused the message: The ''To'' number is not a valid phone number.'
+            ELSE 'Twilio refused the message: Service unavailable'
+        END AS error,
+        CASE
+            WHEN abs(hashtext('s' || i)) %% 100 < 85 THEN 'failed'
+            WHEN abs(hashtext('s' || i)) %% 100 < 97 THEN 'retried'
+            ELSE 'resolved'
+        END AS status
+    FROM generate_series(1, %(n)s) AS i,
+        LATERAL (SELECT (ARRAY['email', 'email', 'email', 'email', 'email', 'sms', 'sms', 'sms',
+                               'whatsapp', 'in_app'])[1 + i %% 10] AS queue) AS queues
+) AS rows
+"""
+
+
+def fill_failed_jobs(n):
+    """n realistic FailedJob rows in one INSERT ... SELECT generate_series: half email, 30% SMS, ..."""
+    from django.db import connection
+
+    from failedjobs.models import FailedJob
+
+    print(f"W4: building {n} FailedJob rows (once; --reset rebuilds)...", flush=True)
+    empty_tables(FailedJob)
+    with connection.cursor() as cursor:
+        cursor.execute(FILL_SQL, {"n": n})
+        cursor.execute("VACUUM failedjobs_failedjob")
+
+
+def analyze_failed_jobs():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE failedjobs_failedjob")
+
+
+def fake_message_id(i):
+    """The message id FILL_SQL gives row i: md5(i) as a UUID."""
+    return str(uuid.UUID(hashlib.md5(str(i).encode()).hexdigest()))
+
+
+def admin_client():
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    users = get_user_model().objects
+    user = users.filter(username="bench-admin").first()
+    if user is None:
+        user = users.create_superuser("bench-admin", "bench-admin@example.com", "bench-admin")
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    return client
+
+
+def changelist_url():
+    from django.urls import reverse
+
+    return reverse("admin:failedjobs_failedjob_changelist")
+
+
+def change_url(pk):
+    from django.urls import reverse
+
+    return reverse("admin:failedjobs_failedjob_change", args=[pk])
+
+
+def time_page(client, url):
+    """(first request in ms, median of the next ADMIN_REQUESTS in ms)."""
+    timings = []
+    for _ in range(ADMIN_REQUESTS + 1):
+        started = time.perf_counter()
+        response = client.get(url)
+        timings.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url} answered {response.status_code}")
+    return round(timings[0], 1), round(statistics.median(timings[1:]), 1)

@@ -1,0 +1,268 @@
+import json
+import re
+
+import dramatiq
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
+from django.db.models.fields.json import KT
+from django.db.models.functions import Length
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+
+from notifications.masking import mask_recipient, mask_text
+
+from . import services
+from .models import FailedJob
+
+#: Never loaded for the list: the encoded message, the traceback and the payload are most of a row's bytes.
+LARGE_FIELDS = ("message_data", "traceback", "args", "kwargs")
+MESSAGE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator that takes PostgreSQL's row estimate for a big unfiltered table instead of a COUNT(*).
+
+    Counting a million rows takes longer than showing a page of them. The estimate comes from the
+    planner's statistics (``pg_class.reltuples``), so the number of pages can be a little off.
+    Filtered lists, small tables and other databases are counted.
+    """
+
+    threshold = 10_000
+
+    @cached_property
+    def count(self):
+        estimate = self.estimated_count()
+        if estimate is not None and estimate > self.threshold:
+            return estimate
+        return super().count
+
+    def estimated_count(self):
+        if not is_whole_table(self.object_list):
+            return None
+        return self.table_estimate()
+
+    def table_estimate(self):
+        """The planner's row count for the table, or None when there is none."""
+        connection = connections[self.object_list.db]
+        if connection.vendor != "postgresql":
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
+                [self.object_list.model._meta.db_table],
+            )
+            row = cursor.fetchone()
+        # reltuples is -1 for a table never analysed.
+        return int(row[0]) if row else None
+
+
+def is_whole_table(queryset):
+    """True when the queryset has as many rows as its table."""
+    if not isinstance(queryset, QuerySet):
+        return False
+    query = queryset.query
+    return not (query.has_filters() or query.is_sliced or query.distinct or query.combinator)
+
+
+class ActorAttributeFilter(admin.SimpleListFilter):
+    """Choices from the actors declared on the broker, not from a SELECT DISTINCT over the whole table."""
+
+    def lookups(self, request, model_admin):
+        actors = dramatiq.get_broker().actors.values()
+        return [(name, name) for name in sorted({getattr(actor, self.parameter_name) for actor in actors})]
+
+    def queryset(self, request, queryset):
+        # Any value is accepted, so that jobs of an actor since removed can still be found.
+        if self.value():
+            return queryset.filter(**{self.parameter_name: self.value()})
+        return queryset
+
+
+class QueueFilter(ActorAttributeFilter):
+    """Filter on queue_name."""
+
+    title = "queue name"
+    parameter_name = "queue_name"
+
+
+class ActorFilter(ActorAttributeFilter):
+    """Filter on actor_name."""
+
+    title = "actor name"
+    parameter_name = "actor_name"
+
+
+def as_json_block(value):
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return format_html("<pre>{}</pre>", mask_text(text))
+
+
+@admin.register(FailedJob)
+class FailedJobAdmin(admin.ModelAdmin):
+    """The dead-letter store: look at failed jobs, send them again or delete them; never edit one."""
+
+    list_display = (
+        "id",
+        "queue_name",
+        "actor_name",
+        "exception",
+        "attempts",
+        "failed_at",
+        "status",
+        "masked_recipient",
+    )
+    list_filter = (QueueFilter, ActorFilter, "status", "failed_at")
+    search_fields = ("=message_id", "actor_name", "exception_message")
+    search_help_text = "A message id, or part of an actor name or of an error message."
+    # Only the indexed columns: sorting a million rows on any other one is a full sort.
+    sortable_by = ("id", "failed_at")
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    actions = ["retry_selected"]
+    fields = (
+        "message_id",
+        "queue_name",
+        "actor_name",
+        "status",
+        "source",
+        "attempts",
+        "enqueued_at",
+        "failed_at",
+        "retried_at",
+        "retried_as",
+        "retry_count",
+        "exception_class",
+        "error",
+        "args_json",
+        "kwargs_json",
+        "traceback_text",
+        "message_size",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .defer(*LARGE_FIELDS)
+            .annotate(recipient=KT("kwargs__recipient"), message_size=Length("message_data"))
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if MESSAGE_ID.fullmatch(term):
+            # Straight to the unique index; with the other search fields OR-ed in, the whole table is read.
+            return queryset.filter(message_id=term.lower()), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_retry_permission(self, request):
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    @admin.display(description="exception")
+    def exception(self, job):
+        return job.exception_class.rpartition(".")[2]
+
+    @admin.display(description="recipient")
+    def masked_recipient(self, job):
+        return mask_recipient(job.recipient)
+
+    @admin.display(description="exception message")
+    def error(self, job):
+        return format_html("<pre>{}</pre>", mask_text(job.exception_message))
+
+    @admin.display(description="args")
+    def args_json(self, job):
+        return as_json_block(job.args)
+
+    @admin.display(description="kwargs")
+    def kwargs_json(self, job):
+        return as_json_block(job.kwargs)
+
+    @admin.display(description="traceback")
+    def traceback_text(self, job):
+        return format_html("<pre>{}</pre>", mask_text(job.traceback))
+
+    @admin.display(description="encoded message")
+    def message_size(self, job):
+        return f"{job.message_size} bytes"
+
+    @admin.action(description="Retry selected failed jobs", permissions=["retry"])
+    def retry_selected(self, request, queryset):
+        self.report_retry(request, services.retry_jobs(queryset))
+
+    def report_retry(self, request, result):
+        self.message_user(request, str(result), messages.SUCCESS if result.retried else messages.WARNING)
+
+    def delete_queryset(self, request, queryset):
+        services.delete_jobs(queryset)
+
+    def delete_model(self, request, obj):
+        services.delete_jobs(FailedJob.objects.filter(pk=obj.pk))
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_retry_matching"
+        retry_matching = path(
+            "retry-matching/", self.admin_site.admin_view(self.retry_matching_view), name=name
+        )
+        return [retry_matching, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        context = {"retry_matching_url": None, **(extra_context or {})}
+        if self.has_retry_permission(request):
+            context["retry_matching_url"] = self.url(
+                "retry_matching", changelist_filters(request).urlencode()
+            )
+        return super().changelist_view(request, context)
+
+    def retry_matching_view(self, request):
+        """Retry every job the changelist shows under the current filters and search, after a confirmation."""
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        filters = changelist_filters(request)
+        query = filters.urlencode()
+        try:
+            jobs = self.get_changelist_instance(request).get_queryset(request)
+        except IncorrectLookupParameters:
+            return redirect(self.url("changelist", f"{ERROR_FLAG}=1"))
+        if request.method == "POST" and "confirm" in request.POST:
+            self.report_retry(request, services.retry_jobs(jobs))
+            return redirect(self.url("changelist", query))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Retry all matching failed jobs",
+            "opts": self.opts,
+            "preview": services.retry_jobs(jobs, dry_run=True),
+            "filters": sorted(filters.items()),
+            "changelist_url": self.url("changelist", query),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/failedjobs/failedjob/retry_matching.html", context)
+
+    def url(self, view, query=""):
+        url = reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_{view}", current_app=self.admin_site.name
+        )
+        return f"{url}?{query}" if query else url
+
+
+def changelist_filters(request):
+    """The changelist's query string without the page number, which a retry can make out of range."""
+    filters = request.GET.copy()
+    filters.pop(PAGE_VAR, None)
+    return filters
