@@ -258,3 +258,21 @@ def call_command_output(*args):
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+def test_retry_from_the_admin_redelivers_through_a_real_worker(service, worker, fake_twilio, admin_client):
+    fake_twilio.fail_next(400, 21211)
+    delivery = service.send_sms("+33612345678", text="from the admin")
+    job = one_failed_job()
+    worker.join()
+
+    response = admin_client.post(
+        "/admin/failedjobs/failedjob/",
+        {"action": "retry_selected", "_selected_action": [job.pk]},
+        follow=True,
+    )
+
+    assert [str(m) for m in response.context["messages"]] == ["retried 1, skipped 0"]
+    assert fake_twilio.wait_for_messages(1)[0]["body"] == "from the admin"
+    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
+    assert FailedJob.objects.get(pk=job.pk).status == FailedJob.Status.RETRIED
