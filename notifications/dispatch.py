@@ -1,25 +1,37 @@
 """Getting a built message to a worker, or running it here when there is no queue to put it on."""
 
 import logging
+import time
 
 import redis
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+#: After Redis fails, callers go straight to synchronous delivery for this long instead of each
+#: waiting for a connection timeout.
+REDIS_RETRY_AFTER_S = 5.0
+_redis_down_until = 0.0
+
 
 def send(actor, message):
     """Enqueue the message; deliver it synchronously when the queue is off or Redis cannot be reached."""
+    global _redis_down_until
     if not settings.QUEUE_ENABLED:
+        return run_now(actor, message)
+    if time.monotonic() < _redis_down_until:
         return run_now(actor, message)
     try:
         actor.broker.enqueue(message)
     except redis.RedisError as error:
+        _redis_down_until = time.monotonic() + REDIS_RETRY_AFTER_S
         logger.warning(
-            "Redis is unreachable (%s); delivering message %s (%s) synchronously.",
+            "Redis is unreachable (%s); delivering message %s (%s) synchronously, and the next ones "
+            "for %.0f s.",
             error,
             message.message_id,
             message.actor_name,
+            REDIS_RETRY_AFTER_S,
         )
         run_now(actor, message)
     return None
