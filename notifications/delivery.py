@@ -2,19 +2,20 @@
 
 The same code runs in a Dramatiq worker and, in synchronous mode, in the caller. The Delivery row is
 the guard against sending twice: a message is only sent by whoever moves its row from queued (or
-failed, when an operator retries it) to sending.
+failed, when an operator retries it) to sending. In-app notifications need no such claim: a unique
+constraint on their row does the same job in fewer statements.
 """
 
 import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from .channels import get_channel
 from .exceptions import (
+    AlreadyDelivered,
     DeliveryError,
     DeliveryOutcomeUnknown,
     PermanentDeliveryError,
@@ -30,13 +31,13 @@ MAX_ERROR_CHARS = 4000
 
 def deliver(payload):
     channel = get_channel(payload["channel"])
-    if channel.transactional:
-        return deliver_in_transaction(channel, payload)
+    if channel.guarded_by_constraint:
+        return deliver_guarded(channel, payload)
     delivery = claim(payload["delivery_id"])
     if delivery is None:
         return None
     try:
-        provider_message_id = channel.send(delivery, payload)
+        provider_message_id = channel.send(payload)
     except Exception as error:
         record_attempt_error(delivery.pk, error)
         raise
@@ -44,30 +45,19 @@ def deliver(payload):
     return provider_message_id
 
 
-def deliver_in_transaction(channel, payload):
+def deliver_guarded(channel, payload):
+    """Two statements and no transaction: the channel's own constraint stops a second send."""
+    delivery_id = payload["delivery_id"]
     try:
-        with transaction.atomic():
-            delivery = Delivery.objects.select_for_update().filter(pk=payload["delivery_id"]).first()
-            if delivery is None:
-                raise PermanentDeliveryError(f"Delivery {payload['delivery_id']} does not exist.")
-            if delivery.status == Status.SENT:
-                log_already_sent(delivery)
-                return None
-            provider_message_id = channel.send(delivery, payload)
-            delivery.status = Status.SENT
-            delivery.attempts += 1
-            delivery.provider_message_id = provider_message_id
-            delivery.sent_at = timezone.now()
-            delivery.save(
-                update_fields=["status", "attempts", "provider_message_id", "sent_at", "updated_at"]
-            )
-    except IntegrityError as error:
-        error = PermanentDeliveryError(f"Cannot store the notification: {error}")
-        record_attempt_error(payload["delivery_id"], error)
-        raise error from None
+        provider_message_id = channel.send(payload)
+    except AlreadyDelivered as already:
+        logger.info("Delivery %s was already sent; not sending it again.", delivery_id)
+        mark_sent(delivery_id, already.args[0], attempt=False)
+        return None
     except Exception as error:
-        record_attempt_error(payload["delivery_id"], error)
+        record_attempt_error(delivery_id, error, attempt=True)
         raise
+    mark_sent(delivery_id, provider_message_id, attempt=True)
     return provider_message_id
 
 
@@ -105,27 +95,34 @@ def refuse_interrupted(delivery):
     raise error
 
 
-def mark_sent(delivery_id, provider_message_id):
-    Delivery.objects.filter(pk=delivery_id).update(
-        status=Status.SENT,
-        provider_message_id=provider_message_id or "",
-        sent_at=timezone.now(),
-        updated_at=timezone.now(),
-        last_error="",
-        error_code="",
-    )
+def mark_sent(delivery_id, provider_message_id, *, attempt=False):
+    """Record success; ``attempt`` counts this attempt, for channels that did not claim the row first."""
+    changes = {
+        "status": Status.SENT,
+        "provider_message_id": provider_message_id or "",
+        "sent_at": timezone.now(),
+        "updated_at": timezone.now(),
+        "last_error": "",
+        "error_code": "",
+    }
+    if attempt:
+        changes["attempts"] = F("attempts") + 1
+    Delivery.objects.filter(pk=delivery_id).update(**changes)
 
 
-def record_attempt_error(delivery_id, error):
+def record_attempt_error(delivery_id, error, *, attempt=False):
     """A permanent error fails the delivery; any other leaves it queued for the next retry."""
     permanent = isinstance(error, PermanentDeliveryError)
     code = error.code if isinstance(error, DeliveryError) and error.code is not None else ""
-    Delivery.objects.filter(pk=delivery_id).exclude(status=Status.SENT).update(
-        status=Status.FAILED if permanent else Status.QUEUED,
-        last_error=describe(error),
-        error_code=str(code),
-        updated_at=timezone.now(),
-    )
+    changes = {
+        "status": Status.FAILED if permanent else Status.QUEUED,
+        "last_error": describe(error),
+        "error_code": str(code),
+        "updated_at": timezone.now(),
+    }
+    if attempt:
+        changes["attempts"] = F("attempts") + 1
+    Delivery.objects.filter(pk=delivery_id).exclude(status=Status.SENT).update(**changes)
 
 
 def mark_failed(delivery_id, error=None):

@@ -62,6 +62,10 @@ class PermanentDeliveryError(DeliveryError):
     permanent = True
 
 
+class AlreadyDelivered(NotificationError):
+    """The message was delivered before; ``args[0]`` is the provider's id for it."""
+
+
 class DeliveryOutcomeUnknown(PermanentDeliveryError):
     """An earlier attempt died while talking to the provider; it may or may not have been delivered.
 

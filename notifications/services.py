@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import dramatiq
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from . import dispatch
@@ -120,14 +120,13 @@ class NotificationsService:
         }
         channel.check_template(template, language)
         check_payload_size(context)
-        with transaction.atomic():
-            if dedup_key:
-                earlier = recent_duplicate(dedup_key, dedup_window)
-                if earlier is not None:
-                    return earlier
-            delivery, created = create_delivery(payload, idempotency_key, dedup_key)
-            if created:
-                schedule(delivery, payload)
+        if dedup_key:
+            earlier = recent_duplicate(dedup_key, dedup_window)
+            if earlier is not None:
+                return earlier
+        delivery, created = create_delivery(payload, idempotency_key, dedup_key)
+        if created:
+            schedule(delivery, payload)
         return delivery
 
 
@@ -158,7 +157,7 @@ def recent_duplicate(dedup_key, window):
 
 
 def create_delivery(payload, idempotency_key, dedup_key):
-    """Insert the Delivery; with a caller's key that was used before, return the earlier one instead."""
+    """Insert the Delivery and say whether it is new; a caller's key used before gives the earlier one."""
     fields = {
         "channel": payload["channel"],
         "recipient": payload["recipient"],
@@ -168,12 +167,12 @@ def create_delivery(payload, idempotency_key, dedup_key):
     }
     if idempotency_key is None:
         return Delivery.objects.create(idempotency_key=str(uuid.uuid4()), **fields), True
+    # ON CONFLICT DO NOTHING: no exception (so no savepoint) when the key was used before; the row
+    # read back is ours when it carries our message id.
     idempotency_key = str(idempotency_key)[:255]
-    try:
-        with transaction.atomic():
-            return Delivery.objects.create(idempotency_key=idempotency_key, **fields), True
-    except IntegrityError:
-        return Delivery.objects.get(idempotency_key=idempotency_key), False
+    Delivery.objects.bulk_create([Delivery(idempotency_key=idempotency_key, **fields)], ignore_conflicts=True)
+    delivery = Delivery.objects.get(idempotency_key=idempotency_key)
+    return delivery, delivery.message_id == fields["message_id"]
 
 
 def schedule(delivery, payload):

@@ -172,3 +172,59 @@ def test_after_redis_failed_callers_skip_it_for_a_while(service, settings, unrea
 
     assert len(mail.outbox) == 3
     assert len(unreachable_redis) == 1
+
+
+def test_redelivered_inapp_message_creates_no_second_row(
+    service, stub_broker, stub_worker, django_user_model
+):
+    from notifications.tasks import deliver_in_app
+
+    user = django_user_model.objects.create(username="ada")
+    delivery = service.create_inapp_notification(user, title="Once")
+    drain(stub_broker, stub_worker)
+    deliver_in_app.send(
+        delivery_id=delivery.pk,
+        channel="in_app",
+        recipient=str(user.pk),
+        template="in_app",
+        context={"title": "Once", "body": "", "link": ""},
+        language="en",
+    )
+    drain(stub_broker, stub_worker)
+    assert InAppNotification.objects.filter(recipient=user).count() == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (Delivery.Status.SENT, 1)
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_inapp_notification_for_a_deleted_user_fails_for_good(service, stub_broker, django_user_model):
+    import dramatiq
+
+    from failedjobs.models import FailedJob
+
+    user = django_user_model.objects.create(username="ada")
+    delivery = service.create_inapp_notification(user, title="Too late")
+    user.delete()  # before any worker runs: the notification row does not exist yet
+    worker = dramatiq.Worker(stub_broker, worker_timeout=50, worker_threads=1)
+    worker.start()
+    try:
+        stub_broker.join("in_app", fail_fast=False)
+        worker.join()
+    finally:
+        worker.stop()
+    job = FailedJob.objects.get()
+    assert job.exception_class == "notifications.exceptions.PermanentDeliveryError"
+    assert job.attempts == 1
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.FAILED
+
+
+def test_reused_idempotency_key_inside_a_transaction_leaves_it_usable(service, settings):
+    from django.db import transaction
+
+    settings.QUEUE_ENABLED = False
+    with transaction.atomic():
+        first = service.send_email("ada@example.com", subject="Hi", text="x", idempotency_key="k1")
+        second = service.send_email("ada@example.com", subject="Hi", text="x", idempotency_key="k1")
+        assert Delivery.objects.count() == 1
+    assert first.pk == second.pk
+    assert len(mail.outbox) == 1

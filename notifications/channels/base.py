@@ -11,8 +11,9 @@ class BaseChannel:
     """A way of reaching people. Subclasses set ``name`` and implement the three steps."""
 
     name = ""
-    #: True when sending is a database write that can share one transaction with the delivery log.
-    transactional = False
+    #: True when a unique constraint makes sending happen once (raising AlreadyDelivered otherwise),
+    #: so the delivery row need not be claimed first.
+    guarded_by_constraint = False
 
     def check_configured(self):
         """Raise ChannelNotConfigured naming the missing setting."""
@@ -26,6 +27,6 @@ class BaseChannel:
         if not isinstance(template, str) or not TEMPLATE_NAME.match(template):
             raise UnknownTemplate(f"{template!r} is not a valid {self.name} template name.")
 
-    def send(self, delivery, payload):
+    def send(self, payload):
         """Send one message and return the provider's id for it; raise DeliveryError when refused."""
         raise NotImplementedError

@@ -37,7 +37,7 @@ class EmailChannel(BaseChannel):
         for part, pattern in PARTS.items():
             find_template(pattern.format(template=template), language, html=part == "html")
 
-    def send(self, delivery, payload):
+    def send(self, payload):
         message = build_message(payload)
         try:
             message.send()

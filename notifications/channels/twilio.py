@@ -90,7 +90,7 @@ class TwilioChannel(BaseChannel):
             )
         return body
 
-    def send(self, delivery, payload):
+    def send(self, payload):
         self.check_configured()
         sender = self.address_prefix + getattr(settings, self.from_setting).removeprefix(self.address_prefix)
         return send_message(self.address_prefix + payload["recipient"], sender, self.render(payload))
