@@ -25,7 +25,9 @@ from .models import FailedJob
 
 #: Never loaded for the list: the encoded message, the traceback and the payload are most of a row's bytes.
 LARGE_FIELDS = ("message_data", "traceback", "args", "kwargs")
-MESSAGE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+MESSAGE_ID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}", re.IGNORECASE
+)
 
 
 class EstimatedCountPaginator(Paginator):

@@ -276,3 +276,16 @@ def test_retry_from_the_admin_redelivers_through_a_real_worker(service, worker, 
     assert fake_twilio.wait_for_messages(1)[0]["body"] == "from the admin"
     wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
     assert FailedJob.objects.get(pk=job.pk).status == FailedJob.Status.RETRIED
+
+
+def test_synchronous_retry_that_fails_again_is_not_retried_in_the_same_run(settings, fake_twilio):
+    settings.QUEUE_ENABLED = False
+    fake_twilio.fail_always(400, 21211)
+    NotificationsService().send_sms("+33612345678", text="hopeless")
+    assert FailedJob.objects.count() == 1
+
+    out = call_command_output("retry_failed", "--all")
+
+    assert out.strip() == "retried 1, skipped 0"
+    assert FailedJob.objects.count() == 2
+    assert fake_twilio.requests_seen == 2
