@@ -1,11 +1,11 @@
 """A local SMTP server on aiosmtpd that records messages and can reject them on demand."""
 
 import socket
-import threading
-import time
 from email import message_from_bytes, policy
 
 from aiosmtpd.controller import Controller
+
+from tests.fakes.recording import Recording
 
 
 def free_port():
@@ -14,17 +14,16 @@ def free_port():
         return sock.getsockname()[1]
 
 
-class FakeSMTP:
+class FakeSMTP(Recording):
     """SMTP sink on 127.0.0.1: records accepted mail, answers DATA with queued rejections first."""
 
     def __init__(self):
+        super().__init__()
         self.host = "127.0.0.1"
         self.port = None
-        self.messages = []
         self.envelopes = []
         self.on_accept = None
         self._rejections = []
-        self._changed = threading.Condition()
         self._controller = None
 
     def start(self):
@@ -53,18 +52,9 @@ class FakeSMTP:
             self.on_accept = None
             self._rejections.clear()
 
-    def wait_for_messages(self, count, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self.messages) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"expected {count} email(s) within {timeout}s, got {len(self.messages)}: "
-                        f"{[(m['To'], m['Subject']) for m in self.messages]!r} envelopes={self.envelopes!r}"
-                    )
-                self._changed.wait(remaining)
-            return list(self.messages)
+    def describe(self):
+        subjects = [(m["To"], m["Subject"]) for m in self.messages]
+        return f"{subjects!r} envelopes={self.envelopes!r}"
 
     def _receive(self, envelope):
         """Return the SMTP reply to DATA, recording the message unless a rejection is queued."""

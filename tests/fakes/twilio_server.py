@@ -8,11 +8,12 @@ import binascii
 import json
 import re
 import threading
-import time
 import uuid
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.recording import Recording
 
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/Messages\.json$")
 
@@ -59,17 +60,16 @@ def message_resource(message):
     }
 
 
-class FakeTwilio:
+class FakeTwilio(Recording):
     """In-process fake of Twilio's ``POST .../Messages.json`` with scriptable failures."""
 
     def __init__(self):
+        super().__init__()
         self.url = None
-        self.messages = []
         self.requests_seen = 0
         self.on_accept = None
         self._failures = []
         self._always = None
-        self._changed = threading.Condition()
         self._server = None
         self._thread = None
 
@@ -108,18 +108,8 @@ class FakeTwilio:
             self._failures.clear()
             self._always = None
 
-    def wait_for_messages(self, count, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self.messages) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"expected {count} Twilio message(s) within {timeout}s, "
-                        f"got {len(self.messages)} (requests seen: {self.requests_seen}): {self.messages!r}"
-                    )
-                self._changed.wait(remaining)
-            return list(self.messages)
+    def describe(self):
+        return f"{self.messages!r} (requests seen: {self.requests_seen})"
 
     def _next_failure(self):
         """Count the request and pop the error to answer with, if any."""
