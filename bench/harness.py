@@ -158,28 +158,32 @@ class Worker:
     def __exit__(self, *exc_info):
         self.stop()
 
+    def cpu_seconds(self):
+        """CPU time (user and system) used so far by the processes in the worker's group."""
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:  # the process group
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     @classmethod
     def stop_all(cls):
         for worker in list(cls.running):
             worker.stop()
 
 
-def wait_for_count(count, target, worker, *, started=None, started_work=None, timeout=300.0):
-    """Poll ``count()`` every 50 ms until it reaches ``target``.
-
-    Returns (seconds until work started, seconds until done), both from ``started`` (default: the
-    worker's start). Work has started when ``started_work()`` is true, by default when count() > 0.
-    """
-    started = worker.started_at if started is None else started
-    first = None
+def wait_for_count(count, target, worker, *, timeout=300.0):
+    """Poll ``count()`` every 50 ms until it reaches ``target``; return the seconds since the worker start."""
     while True:
         done = count()
-        now = time.perf_counter()
-        if first is None and (started_work() if started_work else done > 0):
-            first = now - started
+        elapsed = time.perf_counter() - worker.started_at
         if done >= target:
-            return first, now - started
-        if now - started > timeout:
+            return elapsed
+        if elapsed > timeout:
             raise TimeoutError(f"{done} of {target} after {timeout:.0f} s; see {worker.log_path}")
         worker.check_alive()
         time.sleep(POLL_INTERVAL)

@@ -4,10 +4,12 @@
     .venv/bin/python bench/hotspots.py enqueue [--n 3000]
     .venv/bin/python bench/hotspots.py drain [--n 10000]
     .venv/bin/python bench/hotspots.py requeue [--n 10000]
+    .venv/bin/python bench/hotspots.py storm [--n 1000]
 
-Samples wall-clock time (``--idle``: waiting on PostgreSQL or Redis counts), writes the raw stacks to
-bench/results/<name>.txt and prints the functions with the largest share of the samples that go
-through the work being profiled: inclusive (the function or anything it calls) and self.
+Samples wall-clock time (waiting on PostgreSQL or Redis counts; ``--gil``: only the GIL holder), writes
+the raw stacks to bench/results/<name>.txt and prints the functions with the largest share of the
+samples that go through the work being profiled: inclusive (the function or anything it calls) and
+self.
 """
 
 import argparse
@@ -32,8 +34,10 @@ FRAME = re.compile(r"^(?P<name>.*) \((?P<file>.*?)(?::\d+)?\)$")
 #: Only the samples of threads doing the work: the bench loop, or a worker thread running a message.
 WORK_FRAMES = {
     "enqueue": "enqueue_in_app",
-    "drain": "process_message",
+    "drain": "WorkerThread.process_message",
     "requeue": "retry_jobs",
+    # Every worker thread, busy or waiting: how much of the storm the threads spend idle.
+    "storm": "WorkerThread.run",
 }
 TOP = 30
 
@@ -41,9 +45,14 @@ TOP = 30
 class Sampler:
     """py-spy attached to a process until stopped; leaves its raw stacks in a file."""
 
+    #: "--idle": every thread, waiting or not (wall-clock time); "--gil": only the thread holding the
+    #: GIL (where the process's Python CPU goes; with 8 threads, waiting for the GIL looks like work).
+    mode = "--idle"
+
     def __init__(self, pid, name, subprocesses=False):
         self.output = harness.RESULTS / f"{name}.txt"
-        command = [str(PY_SPY), "record", "--idle", "--format", "raw", "--rate", str(SAMPLE_RATE)]
+        command = [str(PY_SPY), "record", "--format", "raw", "--rate", str(SAMPLE_RATE)]
+        command.append(self.mode)
         command += ["--pid", str(pid), "--output", str(self.output), "--nonblocking"]
         if subprocesses:
             command.append("--subprocesses")
@@ -114,12 +123,47 @@ def profile_requeue(n):
     return output
 
 
+def profile_storm(n):
+    from failedjobs.models import FailedJob
+    from notifications.models import Delivery
+    from notifications.services import NotificationsService
+    from tests.fakes.twilio_server import FakeTwilio
+
+    harness.empty_tables(Delivery, FailedJob)
+    harness.flush_redis()
+    service = NotificationsService()
+    for i in range(n):
+        service.send_sms("+33612345678", text=f"Storm {i}")
+    twilio = FakeTwilio().start()
+    try:
+        twilio.fail_always(500, 20500)
+        env = harness.bench_env(
+            NOTIFICATIONS_MAX_RETRIES=2,
+            NOTIFICATIONS_MIN_BACKOFF_MS=10,
+            NOTIFICATIONS_MAX_BACKOFF_MS=50,
+            TWILIO_API_BASE_URL=twilio.url,
+        )
+        with harness.Worker(harness.RUNDRAMATIQ, env, "profile-storm-worker.log") as worker:
+            harness.wait_for_count(lambda: twilio.requests_seen, 1, worker)
+            sampler = Sampler(worker.process.pid, "profile-storm", subprocesses=True)
+            started = time.perf_counter()
+            try:
+                harness.wait_for_count(FailedJob.objects.count, n, worker)
+            finally:
+                output = sampler.stop()
+            elapsed = time.perf_counter() - started
+    finally:
+        twilio.stop()
+    print(f"storm: {n} messages failed for good {elapsed:.2f} s after the first Twilio request")
+    return output
+
+
 def read_stacks(path, work_frame):
     """(frames, samples) for each sampled stack that goes through ``work_frame``."""
     stacks = []
     for line in Path(path).read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [frame_name(frame) for frame in stack.split(";")]
+        frames = [frame_name(frame) for frame in stack.split(";") if not frame.startswith("process ")]
         if any(frame.startswith(work_frame + " ") for frame in frames):
             stacks.append((frames, int(count)))
     return stacks
@@ -160,13 +204,20 @@ def main():
     )
     parser.add_argument("target", choices=sorted(WORK_FRAMES))
     parser.add_argument("--n", type=int, default=None)
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL")
     args = parser.parse_args()
+    Sampler.mode = "--gil" if args.gil else "--idle"
     if not PY_SPY.exists():
         sys.exit(f"{PY_SPY} is missing: .venv/bin/pip install py-spy")
     harness.prepare_database(harness.DATABASE)
     harness.setup_django()
-    profile = {"enqueue": profile_enqueue, "drain": profile_drain, "requeue": profile_requeue}
-    default_n = {"enqueue": 3000, "drain": 10_000, "requeue": 10_000}
+    profile = {
+        "enqueue": profile_enqueue,
+        "drain": profile_drain,
+        "requeue": profile_requeue,
+        "storm": profile_storm,
+    }
+    default_n = {"enqueue": 3000, "drain": 10_000, "requeue": 10_000, "storm": 1000}
     try:
         output = profile[args.target](args.n or default_n[args.target])
     finally:

@@ -39,7 +39,7 @@ def w1(n, paced_calls):
     service, user = NotificationsService(), bench_user()
     enqueue_s, latencies = enqueue_in_app(service, user, n)
     with Worker(RUNDRAMATIQ, bench_env(), "w1-worker.log") as worker:
-        boot_s, drain_s = wait_for_count(InAppNotification.objects.count, n, worker)
+        boot_s, drain_s, cpu_ms = timed_drain(worker, InAppNotification.objects.count, n)
         e2e = paced_latencies(service, user, worker, paced_calls, PACED_RATE)
     return [
         {
@@ -53,8 +53,20 @@ def w1(n, paced_calls):
             "jobs_per_s": round(n / (drain_s - boot_s)),
             "e2e_p50_ms": round(percentile(e2e, 0.50), 2),
             "e2e_p99_ms": round(percentile(e2e, 0.99), 2),
+            "info": {"worker_cpu_ms_per_job": cpu_ms},
         }
     ]
+
+
+def timed_drain(worker, count, n, started=None):
+    """Wait for ``count()`` to reach n. Return (seconds until work started, seconds until done, worker CPU
+    ms a job after work started). Work has started when ``started()`` (default: count()) is above 0.
+    """
+    boot_s = wait_for_count(started or count, 1, worker)
+    cpu_at_boot, done_at_boot = worker.cpu_seconds(), count()
+    drain_s = wait_for_count(count, n, worker)
+    cpu_ms = (worker.cpu_seconds() - cpu_at_boot) * 1000 / max(1, n - done_at_boot)
+    return boot_s, drain_s, round(cpu_ms, 2)
 
 
 def enqueue_in_app(service, user, n):
@@ -98,14 +110,14 @@ def w1_bare(n):
     for i in range(n):
         insert_in_app.send(user.pk, f"Bare notification {i}")
     with Worker(BARE_DRAMATIQ, bench_env(PYTHONPATH=ROOT), "w1-bare-worker.log") as worker:
-        boot_s, drain_s = wait_for_count(InAppNotification.objects.count, n, worker)
+        boot_s, drain_s, cpu_ms = timed_drain(worker, InAppNotification.objects.count, n)
     return [
         {
             "workload": "W1-bare",
             "n": n,
             "drain_s": round(drain_s, 3),
             "jobs_per_s": round(n / (drain_s - boot_s)),
-            "info": {"worker_boot_s": round(boot_s, 3)},
+            "info": {"worker_boot_s": round(boot_s, 3), "worker_cpu_ms_per_job": cpu_ms},
         }
     ]
 
@@ -134,8 +146,8 @@ def w2(n):
             TWILIO_API_BASE_URL=twilio.url,
         )
         with Worker(RUNDRAMATIQ, env, "w2-worker.log") as worker:
-            first_request_s, storm_s = wait_for_count(
-                FailedJob.objects.count, n, worker, started_work=lambda: twilio.requests_seen > 0
+            first_request_s, storm_s, cpu_ms = timed_drain(
+                worker, FailedJob.objects.count, n, started=lambda: twilio.requests_seen
             )
         requests = twilio.requests_seen
     finally:
@@ -151,6 +163,7 @@ def w2(n):
                 "first_twilio_request_s": round(first_request_s, 3),
                 "storm_after_first_request_s": round(storm_s - first_request_s, 3),
                 "twilio_requests": requests,
+                "worker_cpu_ms_per_message": cpu_ms,
             },
         }
     ]
