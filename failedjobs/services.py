@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Message options that belong to one run of a message, not to the message itself.
 RUNTIME_OPTIONS = {"retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "attempts"}
-DEFAULT_BATCH_SIZE = 500
+DEFAULT_BATCH_SIZE = 1000
+RETRY_FIELDS = ("pk", "message_id", "retry_count", "message_data")
 EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 
 
@@ -125,8 +126,8 @@ def retry_jobs(jobs, *, limit=None, batch_size=DEFAULT_BATCH_SIZE, dry_run=False
     Rows that are not in the failed state (already retried or resolved) are skipped.
     """
     result = RetryResult(skipped=jobs.exclude(status=FailedJob.Status.FAILED).count())
-    # defer(None): every message is read, so a list that deferred message_data must not load it row by row.
-    pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk").defer(None)
+    # Only what a retry reads (a list that deferred message_data would load it row by row).
+    pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk").only(*RETRY_FIELDS)
     if dry_run:
         result.retried = pending.count() if limit is None else min(limit, pending.count())
         return result
@@ -179,11 +180,9 @@ def fresh_copy(message, message_id):
 
 
 def send_all(messages):
-    from notifications.dispatch import send
+    from notifications.dispatch import send_many
 
-    broker = dramatiq.get_broker()
-    for message in messages:
-        send(broker.get_actor(message.actor_name), message)
+    send_many(dramatiq.get_broker(), messages)
 
 
 def delete_jobs(jobs):

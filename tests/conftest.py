@@ -25,20 +25,50 @@ def booted_broker():
     return broker
 
 
-@pytest.fixture
-def stub_broker():
-    """The project's actors and middleware on an in-memory broker, for tests that need no Redis."""
+@contextlib.contextmanager
+def actors_moved_to(broker):
+    """Declare every actor of the project's broker on ``broker`` and make it the global one, for a while."""
     real = dramatiq.get_broker()
-    broker = StubBroker(middleware=list(real.middleware))
-    dramatiq.set_broker(broker)
     actors = list(real.actors.values())
+    dramatiq.set_broker(broker)
     for actor in actors:
         actor.broker = broker
         broker.declare_actor(actor)
-    yield broker
-    for actor in actors:
-        actor.broker = real
-    dramatiq.set_broker(real)
+    try:
+        yield broker
+    finally:
+        for actor in actors:
+            actor.broker = real
+        dramatiq.set_broker(real)
+
+
+@pytest.fixture
+def stub_broker():
+    """The project's actors and middleware on an in-memory broker, for tests that need no Redis."""
+    with actors_moved_to(StubBroker(middleware=list(dramatiq.get_broker().middleware))) as broker:
+        yield broker
+
+
+@pytest.fixture
+def unreachable_redis(settings, monkeypatch):
+    """Queue mode on, with the broker pointing at a closed port (as with REDIS_URL=redis://127.0.0.1:1)."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    from notifications import dispatch
+
+    settings.QUEUE_ENABLED = True
+    monkeypatch.setattr(dispatch, "_redis_down_until", 0.0)
+    broker = RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    broker.enqueue_attempts = []
+    original_enqueue = broker.enqueue
+
+    def counting_enqueue(message, **options):
+        broker.enqueue_attempts.append(message.message_id)
+        return original_enqueue(message, **options)
+
+    monkeypatch.setattr(broker, "enqueue", counting_enqueue)
+    with actors_moved_to(broker):
+        yield broker
 
 
 @pytest.fixture

@@ -131,47 +131,22 @@ def test_queue_disabled_waits_for_the_transaction_to_commit(service, settings):
     assert len(mail.outbox) == 1
 
 
-@pytest.fixture
-def unreachable_redis(monkeypatch):
-    """Every actor's broker points at a closed port, as with REDIS_URL=redis://127.0.0.1:1."""
-    from dramatiq.brokers.redis import RedisBroker
-
-    from notifications import dispatch
-    from notifications.tasks import ACTORS
-
-    broker = RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    attempts = []
-    original_enqueue = broker.enqueue
-
-    def counting_enqueue(message, **options):
-        attempts.append(message.message_id)
-        return original_enqueue(message, **options)
-
-    broker.enqueue = counting_enqueue
-    for actor in ACTORS.values():
-        monkeypatch.setattr(actor, "broker", broker)
-    monkeypatch.setattr(dispatch, "_redis_down_until", 0.0)
-    return attempts
-
-
-def test_redis_unreachable_falls_back_to_synchronous_delivery(service, settings, caplog, unreachable_redis):
-    settings.QUEUE_ENABLED = True
+def test_redis_unreachable_falls_back_to_synchronous_delivery(service, caplog, unreachable_redis):
     delivery = service.send_email("ada@example.com", subject="Hi", text="Fallback")
 
     assert [m.subject for m in mail.outbox] == ["Hi"]
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.SENT
     assert "Redis is unreachable" in caplog.text
-    assert len(unreachable_redis) == 1
+    assert len(unreachable_redis.enqueue_attempts) == 1
 
 
-def test_after_redis_failed_callers_skip_it_for_a_while(service, settings, unreachable_redis):
-    settings.QUEUE_ENABLED = True
+def test_after_redis_failed_callers_skip_it_for_a_while(service, unreachable_redis):
     for number in range(3):
         service.send_email("ada@example.com", subject=f"Hi {number}", text="Fallback")
 
     assert len(mail.outbox) == 3
-    assert len(unreachable_redis) == 1
+    assert len(unreachable_redis.enqueue_attempts) == 1
 
 
 def test_redelivered_inapp_message_creates_no_second_row(

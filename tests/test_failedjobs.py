@@ -289,3 +289,43 @@ def test_synchronous_retry_that_fails_again_is_not_retried_in_the_same_run(setti
     assert out.strip() == "retried 1, skipped 0"
     assert FailedJob.objects.count() == 2
     assert fake_twilio.requests_seen == 2
+
+
+def test_bulk_retry_enqueues_in_batches_that_a_worker_consumes(worker, django_user_model):
+    from notifications.models import InAppNotification
+    from notifications.tasks import deliver_in_app
+
+    user = django_user_model.objects.create(username="ada")
+    for number in range(30):
+        delivery = Delivery.objects.create(
+            idempotency_key=f"bulk-{number}", channel="in_app", template="in_app", recipient=str(user.pk)
+        )
+        message = deliver_in_app.message(
+            delivery_id=delivery.pk,
+            channel="in_app",
+            recipient=str(user.pk),
+            template="in_app",
+            context={"title": f"n{number}", "body": "", "link": ""},
+            language="en",
+        )
+        services.record_failure(message, RuntimeError("database was down"))
+
+    out = call_command_output("retry_failed", "--all", "--batch-size", "7")
+
+    assert out.strip() == "retried 30, skipped 0"
+    wait_until(lambda: InAppNotification.objects.filter(recipient=user).count() == 30, message="30 rows")
+    titles = set(InAppNotification.objects.values_list("title", flat=True))
+    assert titles == {f"n{number}" for number in range(30)}
+
+
+def test_bulk_retry_with_redis_down_delivers_synchronously(settings, fake_twilio, unreachable_redis):
+    settings.QUEUE_ENABLED = False
+    fake_twilio.fail_next(400, 21211)
+    NotificationsService().send_sms("+33612345678", text="after the outage")
+    settings.QUEUE_ENABLED = True
+
+    out = call_command_output("retry_failed", "--all")
+
+    assert out.strip() == "retried 1, skipped 0"
+    assert fake_twilio.wait_for_messages(1)[0]["body"] == "after the outage"
+    assert unreachable_redis.enqueue_attempts == []
