@@ -126,8 +126,9 @@ def retry_jobs(jobs, *, limit=None, batch_size=DEFAULT_BATCH_SIZE, dry_run=False
     Rows that are not in the failed state (already retried or resolved) are skipped.
     """
     result = RetryResult(skipped=jobs.exclude(status=FailedJob.Status.FAILED).count())
-    # Only what a retry reads (a list that deferred message_data would load it row by row).
-    pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk").only(*RETRY_FIELDS)
+    # Only what a retry reads. defer(None) first: only() keeps fields an earlier defer() named deferred,
+    # and the admin list defers message_data, which would then be loaded row by row.
+    pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk").defer(None).only(*RETRY_FIELDS)
     if dry_run:
         result.retried = pending.count() if limit is None else min(limit, pending.count())
         return result

@@ -46,19 +46,16 @@ def deliver(payload):
 
 
 def deliver_guarded(channel, payload):
-    """Two statements and no transaction: the channel's own constraint stops a second send."""
+    """The channel records the delivery itself, and knows when it was delivered before."""
     delivery_id = payload["delivery_id"]
     try:
-        provider_message_id = channel.send(payload)
-    except AlreadyDelivered as already:
+        channel.deliver_once(payload)
+    except AlreadyDelivered:
         logger.info("Delivery %s was already sent; not sending it again.", delivery_id)
-        mark_sent(delivery_id, already.args[0], attempt=False)
-        return None
+        mark_sent(delivery_id, "", attempt=False)
     except Exception as error:
         record_attempt_error(delivery_id, error, attempt=True)
         raise
-    mark_sent(delivery_id, provider_message_id, attempt=True)
-    return provider_message_id
 
 
 def claim(delivery_id):

@@ -63,7 +63,7 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class AlreadyDelivered(NotificationError):
-    """The message was delivered before; ``args[0]`` is the provider's id for it."""
+    """The message was delivered before; nothing was sent this time."""
 
 
 class DeliveryOutcomeUnknown(PermanentDeliveryError):

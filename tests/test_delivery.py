@@ -88,7 +88,7 @@ def test_inapp_notification_row_is_created(service, stub_broker, stub_worker, dj
     assert notification.read_at is None
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.SENT
-    assert delivery.provider_message_id == str(notification.pk)
+    assert notification.delivery_id == delivery.pk
 
 
 def test_redelivered_message_of_a_sent_email_does_not_send_again(service, stub_broker, stub_worker):

@@ -11,8 +11,8 @@ class BaseChannel:
     """A way of reaching people. Subclasses set ``name`` and implement the three steps."""
 
     name = ""
-    #: True when a unique constraint makes sending happen once (raising AlreadyDelivered otherwise),
-    #: so the delivery row need not be claimed first.
+    #: True when the channel's ``deliver_once`` both sends and marks the delivery sent, at most once
+    #: (raising AlreadyDelivered otherwise), so the delivery row need not be claimed first.
     guarded_by_constraint = False
 
     def check_configured(self):

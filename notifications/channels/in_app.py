@@ -4,15 +4,17 @@ import contextlib
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from ..exceptions import AlreadyDelivered, InvalidRecipient, PermanentDeliveryError
 from .base import BaseChannel
 
 
 class InAppChannel(BaseChannel):
-    """Sending is an insert that the unique InAppNotification.delivery makes happen once.
+    """Sending is an insert that happens once per Delivery, with no claim and no transaction.
 
-    No claim and no transaction are needed: a redelivered message runs into the constraint.
+    On PostgreSQL one statement marks the delivery sent and inserts the row, only if it was not sent
+    yet. Elsewhere the unique InAppNotification.delivery stops a redelivered message.
     """
 
     name = "in_app"
@@ -32,27 +34,83 @@ class InAppChannel(BaseChannel):
     def check_template(self, template, language):
         """In-app notifications carry their own title and body."""
 
-    def send(self, payload):
+    def deliver_once(self, payload):
+        """Insert the notification and mark its delivery sent; AlreadyDelivered if it was before."""
+        from ..models import Delivery
+
+        if connection.vendor == "postgresql":
+            inserted = insert_and_mark_sent(payload)
+        else:
+            inserted = self.insert(payload)
+        if inserted:
+            return
+        if Delivery.objects.filter(pk=payload["delivery_id"], status=Delivery.Status.SENT).exists():
+            raise AlreadyDelivered()
+        raise missing_row(payload)
+
+    def insert(self, payload):
+        """The portable way: the insert, then the delivery update; a redelivery hits the constraint."""
+        from ..delivery import mark_sent
         from ..models import InAppNotification
 
-        notification = InAppNotification(
-            recipient_id=payload["recipient"],
-            delivery_id=payload["delivery_id"],
-            title=payload["context"]["title"],
-            body=payload["context"]["body"],
-            link=payload["context"]["link"],
-        )
         try:
             with savepoint_if_in_transaction():
-                notification.save(force_insert=True)
+                InAppNotification.objects.create(
+                    recipient_id=payload["recipient"], delivery_id=payload["delivery_id"], **content(payload)
+                )
         except IntegrityError:
-            existing = InAppNotification.objects.filter(delivery_id=payload["delivery_id"]).first()
-            if existing is not None:
-                raise AlreadyDelivered(str(existing.pk)) from None
-            raise PermanentDeliveryError(
-                f"User {payload['recipient']} or delivery {payload['delivery_id']} does not exist."
-            ) from None
-        return str(notification.pk)
+            if InAppNotification.objects.filter(delivery_id=payload["delivery_id"]).exists():
+                mark_sent(payload["delivery_id"], "")  # an earlier attempt stopped between the two
+                return False
+            raise missing_row(payload) from None
+        mark_sent(payload["delivery_id"], "", attempt=True)
+        return True
+
+
+def insert_and_mark_sent(payload):
+    """One statement, so one round trip and one commit: the worker's hot path on PostgreSQL."""
+    from ..models import Delivery, InAppNotification
+
+    Status = Delivery.Status
+    with connection.cursor() as cursor:
+        try:
+            with savepoint_if_in_transaction():
+                cursor.execute(
+                    f"""
+                    WITH claimed AS (
+                        UPDATE {Delivery._meta.db_table}
+                           SET status = %(sent)s, attempts = attempts + 1, sent_at = %(now)s,
+                               updated_at = %(now)s, last_error = '', error_code = ''
+                         WHERE id = %(delivery)s AND status <> %(sent)s
+                     RETURNING id
+                    )
+                    INSERT INTO {InAppNotification._meta.db_table}
+                           (recipient_id, delivery_id, title, body, link, created_at)
+                    SELECT %(recipient)s, id, %(title)s, %(body)s, %(link)s, %(now)s FROM claimed
+                    RETURNING id
+                    """,
+                    {
+                        "sent": Status.SENT,
+                        "now": timezone.now(),
+                        "delivery": payload["delivery_id"],
+                        "recipient": payload["recipient"],
+                        **content(payload),
+                    },
+                )
+        except IntegrityError:
+            raise missing_row(payload) from None
+        return cursor.fetchone() is not None
+
+
+def content(payload):
+    context = payload["context"]
+    return {"title": context["title"], "body": context["body"], "link": context["link"]}
+
+
+def missing_row(payload):
+    return PermanentDeliveryError(
+        f"User {payload['recipient']} or delivery {payload['delivery_id']} does not exist."
+    )
 
 
 def savepoint_if_in_transaction():
