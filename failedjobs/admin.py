@@ -115,7 +115,7 @@ class FailedJobAdmin(admin.ModelAdmin):
     sortable_by = ("id", "failed_at")
     show_full_result_count = False
     paginator = EstimatedCountPaginator
-    actions = ["retry_selected"]
+    actions = ["retry_selected", "resolve_selected"]
     fields = (
         "message_id",
         "queue_name",
@@ -193,6 +193,11 @@ class FailedJobAdmin(admin.ModelAdmin):
     @admin.action(description="Retry selected failed jobs", permissions=["retry"])
     def retry_selected(self, request, queryset):
         self.report_retry(request, services.retry_jobs(queryset))
+
+    @admin.action(description="Mark selected failed jobs as resolved", permissions=["retry"])
+    def resolve_selected(self, request, queryset):
+        resolved = services.resolve_jobs(queryset)
+        self.message_user(request, f"resolved {resolved}, skipped {queryset.count() - resolved}")
 
     def report_retry(self, request, result):
         self.message_user(request, str(result), messages.SUCCESS if result.retried else messages.WARNING)

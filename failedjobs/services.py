@@ -186,6 +186,11 @@ def send_all(messages):
     send_many(dramatiq.get_broker(), messages)
 
 
+def resolve_jobs(jobs):
+    """Mark failed jobs handled without a retry (for instance, delivered after all). Returns how many."""
+    return jobs.filter(status=FailedJob.Status.FAILED).update(status=FailedJob.Status.RESOLVED)
+
+
 def delete_jobs(jobs):
     deleted, _ = jobs.delete()
     return deleted

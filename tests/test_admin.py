@@ -260,6 +260,18 @@ def test_retry_selected_skips_jobs_already_retried(
     assert stub_broker.queues["sms"].qsize() == 1
 
 
+def test_resolve_selected_marks_failed_jobs_resolved_without_sending(admin_client, stub_broker):
+    failed, retried = failed_job(), failed_job(status=FailedJob.Status.RETRIED)
+
+    response = admin_client.post(
+        CHANGELIST, {"action": "resolve_selected", "_selected_action": [failed.pk, retried.pk]}, follow=True
+    )
+
+    assert messages_of(response) == ["resolved 1, skipped 1"]
+    assert statuses() == {failed.pk: "resolved", retried.pk: "retried"}
+    assert stub_broker.queues["sms"].qsize() == 0
+
+
 def test_delete_selected_asks_then_deletes(admin_client):
     first, second, kept = failed_job(), failed_job(), failed_job()
     selection = {"action": "delete_selected", "_selected_action": [first.pk, second.pk]}
@@ -364,7 +376,7 @@ def test_only_users_who_may_change_jobs_are_offered_the_retry_action(viewer, adm
     failed_job()
 
     assert action_names(viewer) == ["", "delete_selected"]
-    assert action_names(admin_client) == ["", "delete_selected", "retry_selected"]
+    assert action_names(admin_client) == ["", "delete_selected", "retry_selected", "resolve_selected"]
 
 
 # The paginator

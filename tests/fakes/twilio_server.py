@@ -140,12 +140,15 @@ class FakeTwilio(Recording):
 class _TwilioHandler(BaseHTTPRequestHandler):
     """Routes requests to the FakeTwilio stored on the server as ``server.fake``."""
 
+    # Keep-alive, as the real API: the SDK reuses its connection.
+    protocol_version = "HTTP/1.1"
+
     def do_POST(self):
+        fields = self._read_form()  # always, so that a kept-alive connection stays in step
         match = MESSAGES_PATH.match(urlsplit(self.path).path)
         if match is None:
             self._not_found()
             return
-        fields = self._read_form()
         failure = self.server.fake._next_failure()
         if failure is not None:
             status, code, message, retry_after = failure
