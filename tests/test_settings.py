@@ -1,0 +1,64 @@
+"""Settings come from the environment only; check the ones that are built from several variables."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PRINT_SETTINGS = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'redis': s.REDIS_URL, 'queue': s.QUEUE_ENABLED, 'email_host': s.EMAIL_HOST, "
+    "'email_port': s.EMAIL_PORT, 'email_tls': s.EMAIL_USE_TLS, 'debug': s.DEBUG, "
+    "'db': s.DATABASES['default']['ENGINE']}))"
+)
+
+
+def settings_with(**environment):
+    keep = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("REDIS_", "EMAIL_", "DATABASE_"))
+    }
+    keep.pop("QUEUE_ENABLED", None)
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_SETTINGS],
+        cwd=ROOT,
+        env={**keep, "DJANGO_SETTINGS_MODULE": "project.settings", **environment},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif((ROOT / ".env").exists(), reason="a local .env file changes the defaults")
+def test_defaults_are_the_embedded_setup():
+    values = settings_with()
+    assert values["db"] == "django.db.backends.sqlite3"
+    assert values["queue"] is False
+    assert values["debug"] is False
+    assert values["redis"] == "redis://127.0.0.1:6379/0"
+
+
+def test_redis_from_host_port_and_tls():
+    values = settings_with(REDIS_HOST="cache.internal", REDIS_PORT="6380", REDIS_TLS="true")
+    assert values["redis"] == "rediss://cache.internal:6380/0"
+
+
+def test_redis_url_wins():
+    values = settings_with(REDIS_URL="redis://127.0.0.1:6379/3", REDIS_HOST="ignored")
+    assert values["redis"] == "redis://127.0.0.1:6379/3"
+
+
+def test_email_url():
+    values = settings_with(EMAIL_URL="smtp+tls://user:pw@smtp.example.com:587", QUEUE_ENABLED="true")
+    assert (values["email_host"], values["email_port"], values["email_tls"]) == (
+        "smtp.example.com",
+        587,
+        True,
+    )
+    assert values["queue"] is True
