@@ -52,7 +52,6 @@ def deliver_guarded(channel, payload):
         channel.deliver_once(payload)
     except AlreadyDelivered:
         logger.info("Delivery %s was already sent; not sending it again.", delivery_id)
-        mark_sent(delivery_id, "", attempt=False)
     except Exception as error:
         record_attempt_error(delivery_id, error, attempt=True)
         raise
