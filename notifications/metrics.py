@@ -5,6 +5,7 @@ Prometheus middleware when METRICS_ENABLED is on.
 """
 
 import dramatiq
+import redis
 from django.conf import settings
 from django.db.models import Count
 from django.http import HttpResponse, HttpResponseForbidden
@@ -62,13 +63,23 @@ class PipelineCollector:
             "Messages in Redis dead-letter queues not yet copied into FailedJob, by queue.",
             labels=["queue"],
         )
-        broker = dramatiq.get_broker()
-        client = getattr(broker, "client", None)
-        if client is None:
-            return gauge
-        for queue in sorted(broker.get_declared_queues()):
-            gauge.add_metric([queue], client.zcard(f"{broker.namespace}:{queue}.XQ"))
+        for queue, count in dead_letter_counts():
+            gauge.add_metric([queue], count)
         return gauge
+
+
+def dead_letter_counts():
+    broker = dramatiq.get_broker()
+    client = getattr(broker, "client", None)
+    if client is None:
+        return []
+    try:
+        return [
+            (queue, client.zcard(f"{broker.namespace}:{queue}.XQ"))
+            for queue in sorted(broker.get_declared_queues())
+        ]
+    except redis.RedisError:
+        return []  # Redis is down; the database's figures still answer
 
 
 @require_GET

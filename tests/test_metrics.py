@@ -41,6 +41,18 @@ def test_metrics_count_deliveries_failed_jobs_and_dead_letters(client, redis_bro
 
 
 @pytest.mark.django_db
+def test_metrics_still_answer_when_redis_is_down(client, unreachable_redis):
+    FailedJob.objects.create(
+        queue_name="sms", actor_name="deliver_sms", message_id="m1", failed_at=timezone.now()
+    )
+
+    lines = metric_lines(client)
+
+    assert 'notifications_failed_jobs{queue="sms"} 1.0' in lines
+    assert not any(line.startswith("notifications_dead_letters{") for line in lines)
+
+
+@pytest.mark.django_db
 def test_metrics_token_is_required_when_set(client, settings):
     settings.METRICS_TOKEN = "s3cret"
     assert client.get("/metrics").status_code == 403
