@@ -2,12 +2,9 @@
 
 import logging
 import time
-import uuid
 
 import redis
 from django.conf import settings
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +40,9 @@ def send(actor, message):
 def send_many(broker, messages):
     """Send a batch (failed jobs being retried): one Redis round trip instead of one per message."""
     global _redis_down_until
-    if settings.QUEUE_ENABLED and isinstance(broker, RedisBroker) and time.monotonic() >= _redis_down_until:
+    if settings.QUEUE_ENABLED and hasattr(broker, "enqueue_many") and time.monotonic() >= _redis_down_until:
         try:
-            return enqueue_pipelined(broker, messages)
+            return broker.enqueue_many(messages)
         except redis.RedisError as error:
             # Some may have gone through; a second copy of a message is harmless, the Delivery
             # row stops it from being sent twice.
@@ -54,38 +51,6 @@ def send_many(broker, messages):
     for message in messages:
         send(broker.get_actor(message.actor_name), message)
     return None
-
-
-def enqueue_pipelined(broker, messages):
-    """RedisBroker.enqueue for many messages through one pipeline.
-
-    Mirrors dramatiq 2.2's RedisBroker.enqueue and the arguments of its dispatch script; the version
-    is pinned in requirements.txt, and the retry tests consume what this enqueues.
-    """
-    pipeline = broker.client.pipeline(transaction=False)
-    dispatch = broker.scripts["dispatch"]
-    max_unpack_size = broker._max_unpack_size()
-    enqueued = []
-    for message in messages:
-        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
-        broker.emit_before("enqueue", message, None)
-        arguments = [
-            "enqueue",
-            current_millis(),
-            message.queue_name,
-            broker.broker_id,
-            broker.heartbeat_timeout,
-            broker.dead_message_ttl,
-            0,  # no maintenance from inside a pipeline
-            max_unpack_size,
-            message.options["redis_message_id"],
-            message.encode(),
-        ]
-        dispatch(keys=[broker.namespace], args=arguments, client=pipeline)
-        enqueued.append(message)
-    pipeline.execute()
-    for message in enqueued:
-        broker.emit_after("enqueue", message, None)
 
 
 def run_now(actor, message):

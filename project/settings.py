@@ -119,7 +119,7 @@ FAILED_JOBS_RETENTION_DAYS = env.int("FAILED_JOBS_RETENTION_DAYS", default=90)
 FAILED_JOBS_DONE_RETENTION_DAYS = env.int("FAILED_JOBS_DONE_RETENTION_DAYS", default=30)
 
 DRAMATIQ_BROKER = {
-    "BROKER": "dramatiq.brokers.redis.RedisBroker",
+    "BROKER": "notifications.broker.RedisBroker",
     "OPTIONS": {
         "url": REDIS_URL,
         "socket_connect_timeout": env.float("REDIS_CONNECT_TIMEOUT", default=2.0),

@@ -52,9 +52,8 @@ def stub_broker():
 @pytest.fixture
 def unreachable_redis(settings, monkeypatch):
     """Queue mode on, with the broker pointing at a closed port (as with REDIS_URL=redis://127.0.0.1:1)."""
-    from dramatiq.brokers.redis import RedisBroker
-
     from notifications import dispatch
+    from notifications.broker import RedisBroker
 
     settings.QUEUE_ENABLED = True
     monkeypatch.setattr(dispatch, "_redis_down_until", 0.0)

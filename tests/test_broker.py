@@ -1,0 +1,123 @@
+"""The waking Redis broker: idle consumers wait on a wake list and are woken by enqueues, and a delayed
+message is handed to the worker when it is due, not at the delay queue's next poll.
+"""
+
+import threading
+
+import dramatiq
+import pytest
+from django.conf import settings
+from dramatiq.common import current_millis, dq_name
+
+from notifications.broker import WAKE_TOKEN_TTL_S, RedisBroker
+from tests.conftest import wait_until
+
+QUEUE = "wake_test"
+#: Far longer than any assertion waits: a consumer that returns sooner was woken.
+LONG_IDLE_MS = 60_000
+
+
+@pytest.fixture
+def broker():
+    broker = RedisBroker(url=settings.DRAMATIQ_BROKER["OPTIONS"]["url"], middleware=[])
+    broker.client.flushdb()
+    broker.declare_queue(QUEUE)
+    yield broker
+    broker.client.flushdb()
+    broker.close()
+
+
+def new_message(queue_name=QUEUE, **options):
+    return dramatiq.Message(queue_name=queue_name, actor_name="noop", args=(), kwargs={}, options=options)
+
+
+def idle_consumer(broker, queue_name=QUEUE):
+    """A consumer that has found its queue empty often enough to wait its longest."""
+    consumer = broker.consume(queue_name, prefetch=4, timeout=LONG_IDLE_MS)
+    consumer.misses = 30
+    broker.client.delete(broker.wake_key(dq_name(QUEUE)))  # the enqueue's token, not needed any more
+    return consumer
+
+
+def next_in_thread(consumer):
+    returned = []
+    thread = threading.Thread(target=lambda: returned.append(next(consumer)), daemon=True)
+    thread.start()
+    return thread, returned
+
+
+def test_an_idle_consumer_wakes_up_when_a_message_is_enqueued(broker):
+    consumer = idle_consumer(broker)
+    thread, returned = next_in_thread(consumer)
+    wait_until(lambda: blocked_clients(broker) == 1, message="the consumer to wait")
+
+    broker.enqueue(new_message())
+
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the consumer slept through the enqueue"
+    assert returned == [None]
+    message = next(consumer)
+    assert message is not None and message.queue_name == QUEUE
+
+
+def test_a_consumer_holding_a_delayed_message_waits_only_until_it_is_due(broker):
+    broker.enqueue(new_message(), delay=300)
+    consumer = idle_consumer(broker, dq_name(QUEUE))
+    delayed = next(consumer)
+    assert 0 < consumer.ms_until_next_eta() <= 300
+    consumer.misses = 30
+    broker.client.delete(broker.wake_key(dq_name(QUEUE)))  # the enqueue's token, not needed any more
+
+    thread, returned = next_in_thread(consumer)
+    thread.join(timeout=10)
+
+    assert returned == [None]
+    assert not thread.is_alive(), "the consumer waited past the delayed message's eta"
+    assert current_millis() >= delayed.options["eta"]
+    consumer.ack(delayed)
+    assert consumer.ms_until_next_eta() == float("inf")
+
+
+def test_each_enqueue_leaves_a_single_expiring_wake_token(broker):
+    for _ in range(3):
+        broker.enqueue(new_message())
+    broker.enqueue_many([new_message() for _ in range(5)])
+
+    key = broker.wake_key(QUEUE)
+    assert broker.client.llen(key) == 1
+    assert 0 < broker.client.ttl(key) <= WAKE_TOKEN_TTL_S
+    assert broker.client.llen(f"{broker.namespace}:{QUEUE}") == 8
+
+
+def test_messages_enqueued_together_are_all_consumed(broker):
+    sent = broker.enqueue_many([new_message() for _ in range(5)])
+    consumer = broker.consume(QUEUE, prefetch=10, timeout=100)
+
+    received = [next(consumer) for _ in range(5)]
+
+    assert {message.message_id for message in received} == {message.message_id for message in sent}
+
+
+def test_a_worker_runs_a_retry_after_its_backoff(broker):
+    broker.add_middleware(dramatiq.middleware.Retries())
+    attempts = []
+
+    @dramatiq.actor(broker=broker, queue_name=QUEUE, max_retries=1, min_backoff=20, max_backoff=20)
+    def fails_once():
+        attempts.append(current_millis())
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+
+    # Stopping waits for the consumers' current wait, up to the worker timeout, as with Dramatiq's own.
+    worker = dramatiq.Worker(broker, worker_timeout=2000, worker_threads=1)
+    worker.start()
+    try:
+        fails_once.send()
+        wait_until(lambda: len(attempts) == 2, timeout=10, message="the retry")
+    finally:
+        worker.stop()
+    assert attempts[1] - attempts[0] >= 20
+
+
+def blocked_clients(broker):
+    return int(broker.client.info("clients")["blocked_clients"])
