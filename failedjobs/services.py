@@ -94,7 +94,9 @@ def error_in_traceback(text):
 
 
 def format_traceback(exception, options):
-    if exception is not None and exception.__traceback__ is not None:
+    """Retries formatted the last attempt's traceback when it counted it as a retry (not ``throws``)."""
+    formatted_by_retries = "traceback" in options and options.get("retries") == options.get("attempts")
+    if exception is not None and exception.__traceback__ is not None and not formatted_by_retries:
         return "".join(traceback.format_exception(exception, limit=30))
     return options.get("traceback", "")
 

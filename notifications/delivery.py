@@ -10,6 +10,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -59,18 +60,32 @@ def deliver_guarded(channel, payload):
 
 def claim(delivery_id):
     """Move the row to sending and return it; None when it was already sent."""
-    claimed = Delivery.objects.filter(pk=delivery_id, status__in=[Status.QUEUED, Status.FAILED]).update(
-        status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
-    )
+    delivery = claim_row(delivery_id)
+    if delivery is not None:
+        return delivery
     delivery = Delivery.objects.filter(pk=delivery_id).first()
     if delivery is None:
         raise PermanentDeliveryError(f"Delivery {delivery_id} does not exist.")
-    if claimed:
-        return delivery
     if delivery.status == Status.SENT:
         log_already_sent(delivery)
         return None
     return refuse_interrupted(delivery)
+
+
+def claim_row(delivery_id):
+    """UPDATE ... RETURNING: the claim and the claimed row in one statement; None if not claimable."""
+    rows = Delivery.objects.raw(
+        f"UPDATE {Delivery._meta.db_table} SET status = %s, attempts = attempts + 1, updated_at = %s "
+        "WHERE id = %s AND status IN (%s, %s) RETURNING *",
+        [
+            Status.SENDING,
+            connection.ops.adapt_datetimefield_value(timezone.now()),
+            delivery_id,
+            Status.QUEUED,
+            Status.FAILED,
+        ],
+    )
+    return next(iter(rows), None)
 
 
 def refuse_interrupted(delivery):

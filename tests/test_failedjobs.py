@@ -46,6 +46,18 @@ def test_message_failing_every_time_ends_in_one_failed_job_after_six_attempts(se
     assert delivery.attempts == 6
 
 
+def test_permanent_error_after_a_retry_keeps_its_own_traceback(service, worker, fake_twilio):
+    fake_twilio.fail_next(503, 20503)
+    fake_twilio.fail_next(400, 21211, "The 'To' number is not a valid phone number.")
+    service.send_sms("+33612345678", text="hi")
+
+    job = one_failed_job()
+    assert job.attempts == 2
+    assert job.exception_class == "notifications.exceptions.PermanentDeliveryError"
+    assert "PermanentDeliveryError" in job.traceback.splitlines()[-1]
+    assert "TransientDeliveryError" not in job.traceback
+
+
 def test_message_failing_twice_then_succeeding_leaves_no_failed_job(service, worker, fake_twilio):
     fake_twilio.fail_next(503, 20503, times=2)
     delivery = service.send_sms("+33612345678", text="hi")
