@@ -12,9 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import dramatiq
 from django.conf import settings
-from django.db import transaction
-from django.db.models import CharField, F, Value
-from django.db.models.functions import MD5, Cast, Concat
+from django.db import connection, transaction
 from django.utils import timezone
 from dramatiq import Message
 from dramatiq.common import q_name, xq_name
@@ -26,7 +24,6 @@ logger = logging.getLogger(__name__)
 #: Message options that belong to one run of a message, not to the message itself.
 RUNTIME_OPTIONS = {"retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "attempts"}
 DEFAULT_BATCH_SIZE = 1000
-RETRY_FIELDS = ("pk", "message_id", "retry_count", "message_data")
 EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 
 
@@ -128,9 +125,7 @@ def retry_jobs(jobs, *, limit=None, batch_size=DEFAULT_BATCH_SIZE, dry_run=False
     Rows that are not in the failed state (already retried or resolved) are skipped.
     """
     result = RetryResult(skipped=jobs.exclude(status=FailedJob.Status.FAILED).count())
-    # Only what a retry reads. defer(None) first: only() keeps fields an earlier defer() named deferred,
-    # and the admin list defers message_data, which would then be loaded row by row.
-    pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk").defer(None).only(*RETRY_FIELDS)
+    pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk")
     if dry_run:
         result.retried = pending.count() if limit is None else min(limit, pending.count())
         return result
@@ -138,32 +133,55 @@ def retry_jobs(jobs, *, limit=None, batch_size=DEFAULT_BATCH_SIZE, dry_run=False
     last_pk, newest_pk = 0, FailedJob.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     while limit is None or result.retried < limit:
         size = batch_size if limit is None else min(batch_size, limit - result.retried)
-        batch = list(pending.filter(pk__gt=last_pk, pk__lte=newest_pk)[:size])
-        if not batch:
+        batch = pending.filter(pk__gt=last_pk, pk__lte=newest_pk).values("pk")[:size]
+        retried, last_pk = retry_batch(batch)
+        if not retried:
             break
-        result.retried += retry_batch(batch)
-        last_pk = batch[-1].pk
+        result.retried += retried
     return result
 
 
-def retry_batch(jobs):
-    """Mark a batch retried in one UPDATE, then send fresh copies of their messages once it commits."""
-    messages = [fresh_copy(Message.decode(bytes(job.message_data)), new_message_id(job)) for job in jobs]
+def retry_batch(batch):
+    """Mark a batch retried and send fresh copies of its messages; return (how many, the highest pk).
+
+    The messages go to the broker before the transaction commits: if this process dies in between,
+    the rows stay failed and can be retried again, and the retry's id is derived from the row (see
+    new_message_id), so the Delivery row stops a second copy from being sent twice.
+    """
     with transaction.atomic():
-        FailedJob.objects.filter(pk__in=[job.pk for job in jobs]).update(
-            status=FailedJob.Status.RETRIED,
-            retried_at=timezone.now(),
-            retry_count=F("retry_count") + 1,
-            retried_as=MD5(Concat("message_id", Value("/"), Cast(F("retry_count") + 1, CharField()))),
+        rows = mark_retried(batch)
+        messages = [fresh_copy(Message.decode(bytes(data)), retried_as) for _, retried_as, data in rows]
+        send_all(messages)
+    return len(rows), max((pk for pk, _, _ in rows), default=None)
+
+
+def mark_retried(batch):
+    """One UPDATE ... RETURNING for the batch (a queryset of pks): [(pk, retried_as, message_data)].
+
+    retried_as is computed by the database as new_message_id computes it (MD5 is built into
+    PostgreSQL, and Django registers it on SQLite connections).
+    """
+    table = connection.ops.quote_name(FailedJob._meta.db_table)
+    select, params = batch.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, retried_at = %s, retry_count = retry_count + 1, "
+            "retried_as = MD5(message_id || '/' || CAST(retry_count + 1 AS TEXT)) "
+            f"WHERE status = %s AND id IN ({select}) RETURNING id, retried_as, message_data",
+            [
+                FailedJob.Status.RETRIED,
+                connection.ops.adapt_datetimefield_value(timezone.now()),
+                FailedJob.Status.FAILED,
+                *params,
+            ],
         )
-        transaction.on_commit(lambda: send_all(messages))
-    return len(jobs)
+        return cursor.fetchall()
 
 
 def new_message_id(job):
     """The id of a job's next retry, derived from its message id and retry number.
 
-    The database computes the same value (see retry_batch), so a whole batch is marked with one
+    The database computes the same value (see mark_retried), so a whole batch is marked with one
     UPDATE instead of one per row.
     """
     return hashlib.md5(f"{job.message_id}/{job.retry_count + 1}".encode()).hexdigest()

@@ -170,25 +170,51 @@ def test_retry_failed_filters_and_dry_run(stub_broker):
     assert FailedJob.objects.filter(status=FailedJob.Status.FAILED).count() == 2
 
 
-def test_retry_failed_limit_and_batches(stub_broker, django_capture_on_commit_callbacks):
+def test_retry_failed_limit_and_batches(stub_broker):
     for _ in range(5):
         make_job("sms", "deliver_sms")
-    with django_capture_on_commit_callbacks(execute=True):
-        out = call_command_output("retry_failed", "--all", "--limit", "3", "--batch-size", "2")
+    out = call_command_output("retry_failed", "--all", "--limit", "3", "--batch-size", "2")
     assert out.strip() == "retried 3, skipped 0"
     assert stub_broker.queues["sms"].qsize() == 3
     assert FailedJob.objects.filter(status=FailedJob.Status.RETRIED).count() == 3
 
 
-def test_retry_failed_since_until(stub_broker, django_capture_on_commit_callbacks):
+def test_retry_failed_since_until(stub_broker):
     old = make_job("sms", "deliver_sms")
     FailedJob.objects.filter(pk=old.pk).update(failed_at=timezone.now() - timedelta(days=3))
     make_job("sms", "deliver_sms")
     since = (timezone.now() - timedelta(days=1)).date().isoformat()
-    with django_capture_on_commit_callbacks(execute=True):
-        out = call_command_output("retry_failed", "--since", since)
+    out = call_command_output("retry_failed", "--since", since)
     assert out.strip() == "retried 1, skipped 0"
     assert FailedJob.objects.get(pk=old.pk).status == FailedJob.Status.FAILED
+
+
+def test_a_retry_that_never_reaches_the_broker_leaves_the_job_failed(stub_broker, monkeypatch):
+    job = make_job("sms", "deliver_sms")
+
+    def process_dies(messages):
+        raise SystemExit("killed while enqueueing")
+
+    monkeypatch.setattr(services, "send_all", process_dies)
+    with pytest.raises(SystemExit):
+        services.retry_jobs(FailedJob.objects.all())
+
+    job.refresh_from_db()
+    assert (job.status, job.retry_count, job.retried_as) == (FailedJob.Status.FAILED, 0, "")
+    assert stub_broker.queues["sms"].qsize() == 0
+
+
+def test_retried_message_id_is_the_one_the_database_recorded(stub_broker):
+    job = make_job("sms", "deliver_sms")
+
+    services.retry_jobs(FailedJob.objects.all())
+
+    job.refresh_from_db()
+    queued = Message.decode(stub_broker.queues["sms"].get())
+    assert (
+        queued.message_id == job.retried_as == services.new_message_id(FailedJob(message_id=job.message_id))
+    )
+    assert job.retry_count == 1
 
 
 @pytest.mark.parametrize(
