@@ -121,3 +121,20 @@ def test_a_worker_runs_a_retry_after_its_backoff(broker):
 
 def blocked_clients(broker):
     return int(broker.client.info("clients")["blocked_clients"])
+
+
+def test_enqueues_pushed_by_dramatiq_itself_wake_the_consumer_too(broker):
+    """Retries re-enqueue through the broker's dispatch script, not through this module's Python."""
+    broker.do_enqueue(QUEUE, "redis-id", new_message().encode())
+
+    assert broker.client.llen(broker.wake_key(QUEUE)) == 1
+
+
+def test_a_dispatch_script_it_does_not_recognise_stops_the_broker_from_starting(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+    from dramatiq.brokers import redis as dramatiq_redis
+
+    monkeypatch.setitem(dramatiq_redis._scripts, "dispatch", b"-- some other version\n")
+
+    with pytest.raises(ImproperlyConfigured, match="dispatch script"):
+        RedisBroker(url=settings.DRAMATIQ_BROKER["OPTIONS"]["url"], middleware=[])
