@@ -105,14 +105,18 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
         super().__init__(*args, **kwargs)
         self.etas = {}
         self.etas_lock = threading.Lock()
+        self.acked = threading.Event()
 
     def __next__(self):
         try:
             if self.message_cache:
                 return self.next_from_cache()
-            if self.outstanding_message_count < self.prefetch:
-                wanted = self.prefetch - self.outstanding_message_count
-                self.message_cache = self.broker.do_fetch(self.queue_name, wanted)
+            self.acked.clear()
+            room = self.prefetch - self.outstanding_message_count
+            if room <= 0:
+                self.wait_for_room()
+                return None
+            self.message_cache = self.broker.do_fetch(self.queue_name, room)
             if self.message_cache:
                 return self.next_from_cache()
             self.wait()
@@ -139,6 +143,12 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
         elif timeout_ms > 0:
             time.sleep(timeout_ms / 1000)
 
+    def wait_for_room(self):
+        """Every prefetched message is still being worked on: wait for an ack rather than poll Redis."""
+        timeout_ms = min(self.timeout, self.ms_until_next_eta())
+        if timeout_ms > 0:
+            self.acked.wait(timeout_ms / 1000)
+
     def ms_until_next_eta(self):
         with self.etas_lock:
             next_eta = min(self.etas.values(), default=None)
@@ -148,11 +158,17 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
 
     def ack(self, message):
         self.forget_eta(message)
-        super().ack(message)
+        try:
+            super().ack(message)
+        finally:
+            self.acked.set()
 
     def nack(self, message):
         self.forget_eta(message)
-        super().nack(message)
+        try:
+            super().nack(message)
+        finally:
+            self.acked.set()
 
     def requeue(self, messages):
         messages = list(messages)
