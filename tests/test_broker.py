@@ -78,6 +78,23 @@ def test_a_consumer_holding_a_delayed_message_waits_only_until_it_is_due(broker)
     assert consumer.ms_until_next_eta() == float("inf")
 
 
+def test_a_consumer_with_no_room_left_resumes_as_soon_as_a_message_is_acked(broker):
+    broker.enqueue(new_message())
+    broker.enqueue(new_message())
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=LONG_IDLE_MS)
+    first = next(consumer)
+    consumer.misses = 30
+    thread, returned = next_in_thread(consumer)
+
+    consumer.ack(first)
+    thread.join(timeout=10)
+
+    assert not thread.is_alive(), "the consumer did not notice the ack"
+    # None when the ack came while it waited; the second message when it came before.
+    second = returned[0] or next(consumer)
+    assert second is not None and second.message_id != first.message_id
+
+
 def test_each_enqueue_leaves_a_single_expiring_wake_token(broker):
     for _ in range(3):
         broker.enqueue(new_message())
