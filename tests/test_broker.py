@@ -84,6 +84,7 @@ def test_a_consumer_with_no_room_left_resumes_as_soon_as_a_message_is_acked(brok
     consumer = broker.consume(QUEUE, prefetch=1, timeout=LONG_IDLE_MS)
     first = next(consumer)
     consumer.misses = 30
+    broker.client.delete(broker.wake_key(QUEUE))  # the enqueues' token: no enqueue wakes it now
     thread, returned = next_in_thread(consumer)
 
     consumer.ack(first)
