@@ -27,6 +27,10 @@ from dramatiq.message import Message
 WAKE_TOKEN_TTL_S = 60
 
 
+BROKER_OPTIONS = {"middleware", "namespace", "maintenance_chance", "heartbeat_timeout", "dead_message_ttl"}
+#: redis-py's socket timeout when none is given.
+REDIS_PY_SOCKET_TIMEOUT_S = 5
+
 ENQUEUE_LUA = """
     redis.call("hset", queue_messages, message_id, message_data)
     redis.call("rpush", queue_full_name, message_id)
@@ -53,9 +57,21 @@ def waking_dispatch_script():
 
 
 class RedisBroker(dramatiq_redis.RedisBroker):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    """Takes RedisBroker's arguments. Connection options (socket_timeout, socket_connect_timeout, ...)
+    apply with ``url`` too; Dramatiq's own broker drops them when given a URL.
+    """
+
+    def __init__(self, *, url=None, client=None, **options):
+        broker_options = {name: options.pop(name) for name in BROKER_OPTIONS if name in options}
+        if url is not None:
+            client = redis.Redis.from_url(url, **options)
+        elif client is None:
+            client = redis.Redis(**options)
+        super().__init__(client=client, **broker_options)
         self.scripts["dispatch"] = self.client.register_script(waking_dispatch_script())
+        socket_timeout = self.client.connection_pool.connection_kwargs.get("socket_timeout")
+        # A blocking wait must end before the socket times out.
+        self.longest_wait_ms = (socket_timeout or REDIS_PY_SOCKET_TIMEOUT_S) * 1000 / 2
 
     @property
     def consumer_class(self):
@@ -137,7 +153,7 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
     def wait(self):
         """Until a message arrives, for at most the back-off, and never past a delayed message's eta."""
         self.misses, backoff_ms = compute_backoff(self.misses, factor=1, max_backoff=self.timeout)
-        timeout_ms = min(backoff_ms, self.ms_until_next_eta())
+        timeout_ms = min(backoff_ms, self.ms_until_next_eta(), self.broker.longest_wait_ms)
         if timeout_ms >= 1:
             self.broker.wait_for_messages(self.queue_name, timeout_ms)
         elif timeout_ms > 0:

@@ -129,6 +129,7 @@ DRAMATIQ_BROKER = {
     "OPTIONS": {
         "url": REDIS_URL,
         "socket_connect_timeout": env.float("REDIS_CONNECT_TIMEOUT", default=2.0),
+        "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=5.0),
         "heartbeat_timeout": env.int("DRAMATIQ_HEARTBEAT_TIMEOUT_MS", default=60_000),
         "maintenance_chance": env.int("DRAMATIQ_MAINTENANCE_CHANCE", default=1000),
     },

@@ -19,7 +19,8 @@ LONG_IDLE_MS = 60_000
 
 @pytest.fixture
 def broker():
-    broker = RedisBroker(url=settings.DRAMATIQ_BROKER["OPTIONS"]["url"], middleware=[])
+    # A socket timeout longer than LONG_IDLE_MS, so that waits are as long as the back-off says.
+    broker = RedisBroker(url=settings.DRAMATIQ_BROKER["OPTIONS"]["url"], middleware=[], socket_timeout=300)
     broker.client.flushdb()
     broker.declare_queue(QUEUE)
     yield broker
@@ -156,3 +157,18 @@ def test_a_dispatch_script_it_does_not_recognise_stops_the_broker_from_starting(
 
     with pytest.raises(ImproperlyConfigured, match="dispatch script"):
         RedisBroker(url=settings.DRAMATIQ_BROKER["OPTIONS"]["url"], middleware=[])
+
+
+def test_connection_options_apply_to_a_broker_built_from_a_url():
+    broker = RedisBroker(url="redis://127.0.0.1:6379/0", socket_connect_timeout=0.5, socket_timeout=3)
+
+    options = broker.client.connection_pool.connection_kwargs
+    assert (options["socket_connect_timeout"], options["socket_timeout"]) == (0.5, 3)
+    assert broker.longest_wait_ms == 1500
+
+
+def test_an_idle_consumer_waits_no_longer_than_half_the_socket_timeout(broker):
+    fast_broker = RedisBroker(url=settings.DRAMATIQ_BROKER["OPTIONS"]["url"], socket_timeout=0.2)
+    consumer = idle_consumer(fast_broker)
+
+    assert next(consumer) is None  # a socket timeout would raise
