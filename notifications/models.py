@@ -19,15 +19,15 @@ class Delivery(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
     dedup_key = models.CharField(max_length=255, blank=True, default="")
     channel = models.CharField(max_length=16, choices=Channel.choices)
     template = models.CharField(max_length=100)
     recipient = models.CharField(max_length=320)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
-    message_id = models.CharField("Dramatiq message id", max_length=64, blank=True, default="", db_index=True)
-    provider_message_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    message_id = models.CharField("Dramatiq message id", max_length=64, blank=True, default="")
+    provider_message_id = models.CharField(max_length=255, blank=True, default="")
     last_error = models.TextField(blank=True, default="")
     error_code = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -36,7 +36,21 @@ class Delivery(models.Model):
 
     class Meta:
         verbose_name_plural = "deliveries"
+        # Every index is written on each insert and on each status change (which is never a HOT
+        # update), so there are only those that queries use, and none of the varchar_pattern_ops
+        # copies that db_index and unique add on PostgreSQL. Lookups are exact.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"], name="delivery_idempotency_key", condition=~Q(idempotency_key="")
+            ),
+        ]
         indexes = [
+            models.Index(fields=["message_id"], name="delivery_message_id"),
+            models.Index(
+                fields=["provider_message_id"],
+                name="delivery_provider_message_id",
+                condition=~Q(provider_message_id=""),
+            ),
             models.Index(fields=["status", "-created_at"], name="delivery_status_created"),
             models.Index(fields=["channel", "-created_at"], name="delivery_channel_created"),
             models.Index(fields=["-created_at"], name="delivery_created"),
@@ -52,8 +66,9 @@ class Delivery(models.Model):
 class InAppNotification(models.Model):
     """A notification shown inside the product, newest first, until the user reads it."""
 
+    # No index of its own: the two below start with the recipient.
     recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inapp_notifications"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inapp_notifications", db_index=False
     )
     delivery = models.OneToOneField(Delivery, on_delete=models.SET_NULL, null=True, blank=True)
     title = models.CharField(max_length=200)

@@ -166,10 +166,12 @@ def create_delivery(payload, idempotency_key, dedup_key):
         "message_id": str(uuid.uuid4()),
     }
     if idempotency_key is None:
-        return Delivery.objects.create(idempotency_key=str(uuid.uuid4()), **fields), True
+        return Delivery.objects.create(**fields), True
     # ON CONFLICT DO NOTHING: no exception (so no savepoint) when the key was used before; the row
     # read back is ours when it carries our message id.
     idempotency_key = str(idempotency_key)[:255]
+    if not idempotency_key:
+        raise InvalidNotification("idempotency_key must not be empty; leave it out to send without one.")
     Delivery.objects.bulk_create([Delivery(idempotency_key=idempotency_key, **fields)], ignore_conflicts=True)
     delivery = Delivery.objects.get(idempotency_key=idempotency_key)
     return delivery, delivery.message_id == fields["message_id"]

@@ -131,6 +131,20 @@ def test_same_idempotency_key_twice_enqueues_once(service, enqueued):
     assert sizes["sms"] == 1
 
 
+def test_calls_without_an_idempotency_key_are_all_sent(service, enqueued):
+    first, _ = enqueued(lambda: service.send_sms("+33612345678", text="hi"))
+    second, sizes = enqueued(lambda: service.send_sms("+33612345678", text="hi"))
+    assert first.pk != second.pk
+    assert sizes["sms"] == 2
+    assert first.idempotency_key == second.idempotency_key == ""
+
+
+def test_empty_idempotency_key_is_refused(service):
+    with pytest.raises(InvalidNotification, match="idempotency_key must not be empty"):
+        service.send_sms("+33612345678", text="hi", idempotency_key="")
+    assert not Delivery.objects.exists()
+
+
 def test_dedup_key_within_window_enqueues_once(service, enqueued):
     def call():
         return service.send_sms("+33612345678", text="hi", dedup_key="k", dedup_window=timedelta(minutes=5))
