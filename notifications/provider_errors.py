@@ -69,3 +69,15 @@ def smtp_code(error):
         code, _ = next(iter(error.recipients.values()))
         return code
     return None
+
+
+def cause_to_chain(error):
+    """What to chain under our error: nothing when the provider answered, since its code and text are
+    in our message and the SDK's frames tell an operator nothing; otherwise the error and its stack.
+
+    Formatting a chained SDK stack cost more CPU than the HTTP request (about 1 ms on Python 3.11),
+    and Retries formats a traceback on every failed attempt.
+    """
+    if isinstance(error, TwilioRestException) or smtp_code(error) is not None:
+        return None
+    return error

@@ -63,3 +63,33 @@ def test_smtp_errors(error, permanent, code):
     assert isinstance(result, PermanentDeliveryError) is permanent
     assert isinstance(result, TransientDeliveryError) is not permanent
     assert result.code == code
+
+
+def test_a_twilio_answer_is_not_chained_to_the_sdk_stack(fake_twilio):
+    from notifications.channels.twilio import send_message
+
+    fake_twilio.fail_next(503, 20503, "Service unavailable")
+    with pytest.raises(TransientDeliveryError, match="Service unavailable") as raised:
+        send_message("+33612345678", "+15005550006", "hi")
+
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_a_network_error_keeps_its_stack(settings):
+    from notifications.channels.twilio import send_message
+
+    settings.TWILIO_API_BASE_URL = "http://127.0.0.1:1"
+    with pytest.raises(TransientDeliveryError, match="Could not reach Twilio") as raised:
+        send_message("+33612345678", "+15005550006", "hi")
+
+    assert isinstance(raised.value.__cause__, requests.ConnectionError)
+
+
+def test_an_smtp_answer_is_not_chained_but_a_dropped_connection_is():
+    from notifications.provider_errors import cause_to_chain
+
+    refused = smtplib.SMTPDataError(554, b"rejected")
+    dropped = smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+    assert cause_to_chain(refused) is None
+    assert cause_to_chain(dropped) is dropped

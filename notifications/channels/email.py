@@ -8,7 +8,7 @@ from django.core.mail.utils import DNS_NAME
 from django.core.validators import validate_email
 
 from ..exceptions import InvalidRecipient
-from ..provider_errors import smtp_error
+from ..provider_errors import cause_to_chain, smtp_error
 from ..rendering import find_template, render_html, render_text
 from .base import BaseChannel
 
@@ -42,7 +42,7 @@ class EmailChannel(BaseChannel):
         try:
             message.send()
         except Exception as error:
-            raise smtp_error(error) from error
+            raise smtp_error(error) from cause_to_chain(error)
         return message.extra_headers["Message-ID"]
 
 

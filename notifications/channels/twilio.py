@@ -8,7 +8,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from ..exceptions import ChannelNotConfigured, InvalidRecipient, PermanentDeliveryError
-from ..provider_errors import twilio_error
+from ..provider_errors import cause_to_chain, twilio_error
 from ..rendering import find_template, render_text
 from .base import BaseChannel
 
@@ -43,7 +43,7 @@ def send_message(to, from_, body):
     try:
         return client.messages.create(to=to, from_=from_, body=body).sid
     except Exception as error:
-        raise twilio_error(error, client.http_client.last_headers) from error
+        raise twilio_error(error, client.http_client.last_headers) from cause_to_chain(error)
 
 
 def clean_phone_number(value):
