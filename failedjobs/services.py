@@ -37,30 +37,34 @@ class RetryResult:
 
 
 def record_failure(message, exception=None, *, attempts=None, source=FailedJob.Source.WORKER):
-    """Store a message that failed for good; recording the same message twice keeps the first row."""
+    """Store a message that failed for good and return its row's pk; recording it twice keeps the first.
+
+    One INSERT ... ON CONFLICT statement: a worker's failure path runs it for every failed message.
+    """
     options = message.options
-    job, created = FailedJob.objects.get_or_create(
+    job = FailedJob(
         message_id=message.message_id,
-        defaults={
-            "queue_name": q_name(message.queue_name),
-            "actor_name": message.actor_name,
-            "message_data": bytes(message.encode()),
-            "args": list(message.args),
-            "kwargs": dict(message.kwargs),
-            "exception_class": exception_class(exception, options),
-            "exception_message": exception_text(exception, options)[:10_000],
-            "traceback": format_traceback(exception, options),
-            "attempts": attempts or options.get("attempts") or options.get("retries", 0) + 1,
-            "source": source,
-            "enqueued_at": from_millis(message.message_timestamp),
-            "failed_at": timezone.now(),
-        },
+        queue_name=q_name(message.queue_name),
+        actor_name=message.actor_name,
+        message_data=bytes(message.encode()),
+        args=list(message.args),
+        kwargs=dict(message.kwargs),
+        exception_class=exception_class(exception, options),
+        exception_message=exception_text(exception, options)[:10_000],
+        traceback=format_traceback(exception, options),
+        attempts=attempts or options.get("attempts") or options.get("retries", 0) + 1,
+        source=source,
+        enqueued_at=from_millis(message.message_timestamp),
+        failed_at=timezone.now(),
     )
-    if created:
-        logger.warning(
-            "Message %s (%s) failed for good; kept as failed job %s.", job.message_id, job.actor_name, job.pk
-        )
-    return job
+    # The no-op update makes the database return the pk of the row that was there first.
+    [job] = FailedJob.objects.bulk_create(
+        [job], update_conflicts=True, unique_fields=["message_id"], update_fields=["message_id"]
+    )
+    logger.warning(
+        "Message %s (%s) failed for good; kept as failed job %s.", job.message_id, job.actor_name, job.pk
+    )
+    return job.pk
 
 
 def exception_class(exception, options):

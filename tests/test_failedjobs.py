@@ -162,6 +162,18 @@ def test_retrying_an_already_delivered_message_does_not_send_again(service, work
     assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT
 
 
+def test_recording_a_message_twice_keeps_the_first_row(stub_broker):
+    from notifications.tasks import deliver_sms
+
+    message = deliver_sms.message(delivery_id=1, channel="sms", recipient="+33612345678", template="plain")
+    first = services.record_failure(message, RuntimeError("first"))
+    second = services.record_failure(message, ValueError("second"))
+
+    assert first == second
+    job = FailedJob.objects.get()
+    assert (job.pk, job.exception_class, job.exception_message) == (first, "builtins.RuntimeError", "first")
+
+
 def test_retry_failed_filters_and_dry_run(stub_broker):
     make_job("sms", "deliver_sms")
     make_job("email", "deliver_email")
@@ -284,10 +296,9 @@ def make_job(queue, actor_name, **fields):
     )
     defaults = {"failed_at": timezone.now()}
     defaults.update(fields)
-    job = services.record_failure(message, RuntimeError("boom"))
-    FailedJob.objects.filter(pk=job.pk).update(**defaults)
-    job.refresh_from_db()
-    return job
+    pk = services.record_failure(message, RuntimeError("boom"))
+    FailedJob.objects.filter(pk=pk).update(**defaults)
+    return FailedJob.objects.get(pk=pk)
 
 
 def call_command_output(*args):
