@@ -5,6 +5,7 @@
     .venv/bin/python bench/hotspots.py drain [--n 10000]
     .venv/bin/python bench/hotspots.py requeue [--n 10000]
     .venv/bin/python bench/hotspots.py storm [--n 1000]
+    .venv/bin/python bench/hotspots.py storm-bare [--n 1000]
 
 Samples wall-clock time (waiting on PostgreSQL or Redis counts; ``--gil``: only the GIL holder), writes
 the raw stacks to bench/results/<name>.txt and prints the functions with the largest share of the
@@ -38,6 +39,8 @@ WORK_FRAMES = {
     "requeue": "retry_jobs",
     # Every worker thread, busy or waiting: how much of the storm the threads spend idle.
     "storm": "WorkerThread.run",
+    # Every thread of the bare worker: Retries' delayed messages go through the consumer threads.
+    "storm-bare": "Thread._bootstrap_inner",
 }
 TOP = 30
 
@@ -158,6 +161,28 @@ def profile_storm(n):
     return output
 
 
+def profile_storm_bare(n):
+    from bench.bare_actors import always_fails
+    from failedjobs.models import FailedJob
+
+    harness.empty_tables(FailedJob)
+    harness.flush_redis()
+    for i in range(n):
+        always_fails.send(i)
+    env = harness.bench_env(PYTHONPATH=harness.ROOT)
+    with harness.Worker(harness.BARE_DRAMATIQ, env, "profile-storm-bare-worker.log") as worker:
+        harness.wait_for_count(FailedJob.objects.count, 1, worker)
+        sampler = Sampler(worker.process.pid, "profile-storm-bare", subprocesses=True)
+        started, done = time.perf_counter(), FailedJob.objects.count()
+        try:
+            harness.wait_for_count(FailedJob.objects.count, n, worker)
+        finally:
+            output = sampler.stop()
+        elapsed = time.perf_counter() - started
+    print(f"storm-bare: {n - done} messages failed for good in {elapsed:.2f} s while sampled")
+    return output
+
+
 def read_stacks(path, work_frame):
     """(frames, samples) for each sampled stack that goes through ``work_frame``."""
     stacks = []
@@ -216,8 +241,9 @@ def main():
         "drain": profile_drain,
         "requeue": profile_requeue,
         "storm": profile_storm,
+        "storm-bare": profile_storm_bare,
     }
-    default_n = {"enqueue": 3000, "drain": 10_000, "requeue": 10_000, "storm": 1000}
+    default_n = {"enqueue": 3000, "drain": 10_000, "requeue": 10_000, "storm": 1000, "storm-bare": 1000}
     try:
         output = profile[args.target](args.n or default_n[args.target])
     finally:

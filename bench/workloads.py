@@ -169,6 +169,38 @@ def w2(n):
     ]
 
 
+def w2_bare(n):
+    """n messages of a bare actor that raises at once, with W2's retries: the dead-letter path alone."""
+    import dramatiq
+
+    from bench.bare_actors import always_fails
+    from failedjobs.models import FailedJob
+
+    empty_tables(FailedJob)
+    flush_redis()
+    for i in range(n):
+        always_fails.send(i)
+    queue = f"dramatiq:{always_fails.queue_name}"
+    client = dramatiq.get_broker().client
+    with Worker(BARE_DRAMATIQ, bench_env(PYTHONPATH=ROOT), "w2-bare-worker.log") as worker:
+        boot_s, storm_s, cpu_ms = timed_drain(
+            worker, FailedJob.objects.count, n, started=lambda: n - client.llen(queue)
+        )
+    return [
+        {
+            "workload": "W2-bare",
+            "n": n,
+            "failed_jobs": FailedJob.objects.count(),
+            "storm_s": round(storm_s, 3),
+            "info": {
+                "worker_boot_s": round(boot_s, 3),
+                "storm_after_boot_s": round(storm_s - boot_s, 3),
+                "worker_cpu_ms_per_message": cpu_ms,
+            },
+        }
+    ]
+
+
 def w3(sizes):
     """Re-enqueue every FailedJob with retry_jobs(), no worker running, once per size."""
     return [retry_all(n) for n in sizes]

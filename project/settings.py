@@ -161,6 +161,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # The Twilio SDK logs every request and its headers at INFO.
-    "loggers": {"twilio.http_client": {"level": "WARNING"}},
+    "loggers": {
+        # The Twilio SDK logs every request and its headers at INFO.
+        "twilio.http_client": {"level": "WARNING"},
+        # "Retries exceeded for message ..." comes with failedjobs' own warning, which names the
+        # actor and the failed job to look at.
+        "dramatiq.middleware.retries.Retries": {"level": "ERROR"},
+    },
 }
