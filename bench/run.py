@@ -1,14 +1,16 @@
 """Benchmarks of the notification pipeline on real Redis and PostgreSQL.
 
-    .venv/bin/python bench/run.py [--workload W1 W1-bare W2 W3 W4] [--quick] [--reset]
+    .venv/bin/python bench/run.py [--workload W1 W1-bare W2 W2-bare W3 W4] [--quick] [--reset] [--repeat N]
 
-Prints one JSON line per measurement, then a table of the figures beside their targets. It never
+Prints one JSON line per measurement, then a table of the figures beside their targets (with
+--repeat, the workloads run N times in turn and the table shows the median of each figure). It never
 fails on a target; it exits 1 only when a workload could not run. Worker logs go to bench/results/.
 """
 
 import argparse
 import json
 import signal
+import statistics
 import sys
 import time
 import traceback
@@ -63,6 +65,9 @@ def parse_args():
     parser.add_argument("--workload", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--quick", action="store_true", help="a smoke run: every N divided by 10")
     parser.add_argument("--reset", action="store_true", help="rebuild W4's FailedJob rows")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the workloads N times in turn; the table shows medians"
+    )
     return parser.parse_args()
 
 
@@ -155,20 +160,44 @@ def main():
     harness.setup_django()
     lines, failed = [], False
     try:
-        for name in [workload for workload in WORKLOADS if workload in args.workload]:
-            try:
-                measured = run_workload(name, sizes, args.reset)
-            except Exception as error:
-                traceback.print_exc()
-                measured, failed = [{"workload": name, "error": f"{type(error).__name__}: {error}"}], True
-            for line in measured:
-                print_line(line)
-            lines.extend(measured)
+        for _ in range(args.repeat):
+            for name in [workload for workload in WORKLOADS if workload in args.workload]:
+                try:
+                    measured = run_workload(name, sizes, args.reset)
+                except Exception as error:
+                    traceback.print_exc()
+                    measured = [{"workload": name, "error": f"{type(error).__name__}: {error}"}]
+                    failed = True
+                for line in measured:
+                    print_line(line)
+                lines.extend(measured)
     finally:
         harness.Worker.stop_all()
     save(lines)
-    print_table(target_rows([line for line in lines if "error" not in line]))
+    if args.repeat > 1:
+        print(f"\nMedians of {args.repeat} runs.")
+    print_table(target_rows(medians([line for line in lines if "error" not in line])))
     return 1 if failed else 0
+
+
+def medians(lines):
+    """One line per (workload, n), each number the median of that figure over the runs."""
+    runs = {}
+    for line in lines:
+        runs.setdefault((line["workload"], line["n"]), []).append(line)
+    return [median_line(same) for same in runs.values()]
+
+
+def median_line(lines):
+    def combine(values):
+        if all(isinstance(value, (int, float)) for value in values):
+            return round(statistics.median(values), 3)
+        return values[0]
+
+    line = {key: combine([each[key] for each in lines]) for key in lines[0] if key != "info"}
+    info = lines[0].get("info", {})
+    line["info"] = {key: combine([each["info"][key] for each in lines]) for key in info}
+    return line
 
 
 if __name__ == "__main__":

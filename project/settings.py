@@ -61,10 +61,11 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Parameters sent apart from the SQL, so psycopg prepares a statement run 5 times on a connection
-    # and PostgreSQL stops parsing and planning it for every message.
+    # Parameters sent apart from the SQL, so that psycopg prepares a statement run 5 times on a
+    # connection. Off by default: a statement then takes at most 65535 parameters, and Django does
+    # not split large bulk inserts or IN lists to fit.
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
-        "DATABASE_SERVER_SIDE_BINDING", default=True
+        "DATABASE_SERVER_SIDE_BINDING", default=False
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
