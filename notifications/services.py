@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import dramatiq
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import dispatch
@@ -121,9 +121,7 @@ class NotificationsService:
         channel.check_template(template, language)
         check_payload_size(context)
         if dedup_key:
-            earlier = recent_duplicate(dedup_key, dedup_window)
-            if earlier is not None:
-                return earlier
+            return create_unless_duplicate(payload, idempotency_key, dedup_key, dedup_window)
         delivery, created = create_delivery(payload, idempotency_key, dedup_key)
         if created:
             schedule(delivery, payload)
@@ -149,9 +147,32 @@ def check_payload_size(context):
         raise InvalidPayload(f"The notification context is {len(encoded)} bytes; the limit is {limit}.")
 
 
-def recent_duplicate(dedup_key, window):
+def create_unless_duplicate(payload, idempotency_key, dedup_key, window):
+    """The earlier Delivery with this dedup key inside the window, or a new one.
+
+    On PostgreSQL, calls with the same key take turns (an advisory lock held until the transaction
+    ends), so two concurrent calls cannot both find no earlier delivery.
+    """
     if window is None:
         raise InvalidNotification("dedup_key needs a dedup_window (a timedelta).")
+    with transaction.atomic():
+        lock_key(dedup_key)
+        earlier = recent_duplicate(dedup_key, window)
+        if earlier is not None:
+            return earlier
+        delivery, created = create_delivery(payload, idempotency_key, dedup_key)
+        if created:
+            schedule(delivery, payload)
+        return delivery
+
+
+def lock_key(key):
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+
+
+def recent_duplicate(dedup_key, window):
     since = timezone.now() - window
     return Delivery.objects.filter(dedup_key=dedup_key, created_at__gte=since).order_by("-created_at").first()
 

@@ -104,3 +104,33 @@ def test_rate_limited_sms_waits_for_retry_after_then_succeeds(service, worker, f
     wait_until(lambda: delivery_status(delivery) == Delivery.Status.SENT, message="sent")
     assert delivery.attempts == 2
     assert fake_twilio.requests_seen == 2
+
+
+def test_concurrent_calls_with_one_dedup_key_send_once(service, worker, fake_smtp):
+    """Eight callers at once (as when a sign-up form is submitted twice): one email, one Delivery."""
+    import threading
+
+    from django.db import connection
+
+    callers = 8
+    start = threading.Barrier(callers)
+    returned = []
+
+    def call():
+        start.wait()
+        try:
+            returned.append(service.send_abandon_recovery("ada@example.com", resume_url="https://app/r/1"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert len({delivery.pk for delivery in returned}) == 1
+    assert Delivery.objects.filter(template="abandon_recovery").count() == 1
+    fake_smtp.wait_for_messages(1)
+    worker.join()
+    assert len(fake_smtp.messages) == 1
