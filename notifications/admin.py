@@ -48,8 +48,8 @@ class DeliveryAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     fields = (
-        "idempotency_key",
-        "dedup_key",
+        "masked_idempotency_key",
+        "masked_dedup_key",
         "channel",
         "template",
         "masked_recipient",
@@ -78,6 +78,15 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="recipient")
     def masked_recipient(self, delivery):
         return mask_recipient(delivery.recipient)
+
+    # Keys are built by callers and may hold an address (abandon recovery's holds the email).
+    @admin.display(description="idempotency key")
+    def masked_idempotency_key(self, delivery):
+        return mask_text(delivery.idempotency_key)
+
+    @admin.display(description="dedup key")
+    def masked_dedup_key(self, delivery):
+        return mask_text(delivery.dedup_key)
 
     @admin.display(description="last error")
     def error(self, delivery):

@@ -508,6 +508,17 @@ def test_delivery_detail_is_read_only_and_masked(admin_client):
     )
 
 
+def test_delivery_detail_masks_addresses_in_keys(admin_client):
+    item = delivery(EMAIL, channel="email", dedup_key=f"abandon-recovery:{EMAIL}")
+    Delivery.objects.filter(pk=item.pk).update(idempotency_key=f"welcome:{EMAIL}")
+    url = reverse("admin:notifications_delivery_change", args=[item.pk])
+
+    html = admin_client.get(url).content.decode()
+
+    assert f"abandon-recovery:{MASKED_EMAIL}" in html and f"welcome:{MASKED_EMAIL}" in html
+    assert EMAIL not in html
+
+
 def test_in_app_list_filters_read_and_unread(admin_client, admin_user):
     unread = InAppNotification.objects.create(recipient=admin_user, title="Unread")
     read = InAppNotification.objects.create(recipient=admin_user, title="Read", read_at=timezone.now())
