@@ -172,3 +172,13 @@ def test_an_idle_consumer_waits_no_longer_than_half_the_socket_timeout(broker):
     consumer = idle_consumer(fast_broker)
 
     assert next(consumer) is None  # a socket timeout would raise
+
+
+def test_a_consumer_that_loses_redis_raises_what_dramatiq_restarts_it_on():
+    from dramatiq.errors import ConnectionClosed
+
+    unreachable = RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    consumer = unreachable.consume(QUEUE, prefetch=1, timeout=100)
+
+    with pytest.raises(ConnectionClosed):
+        next(consumer)
