@@ -60,13 +60,12 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 # replaced after the message; health checks would add a round trip to every message.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Parameters sent apart from the SQL, so that psycopg prepares a statement run 5 times on a
-    # connection. Off by default: a statement then takes at most 65535 parameters, and Django does
-    # not split large bulk inserts or IN lists to fit.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
-        "DATABASE_SERVER_SIDE_BINDING", default=False
-    )
+# The worker's in-app statement is prepared once per connection (psycopg prepares only statements
+# that ask for it; Django turns prepared statements off by default). PgBouncer in transaction mode
+# before 1.21 cannot keep prepared statements: set DATABASE_PREPARED_STATEMENTS=false there.
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_PREPARED_STATEMENTS:
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

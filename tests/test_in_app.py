@@ -5,6 +5,7 @@ import pytest
 from notifications.channels.in_app import InAppChannel, insert_and_mark_sent
 from notifications.exceptions import AlreadyDelivered, PermanentDeliveryError
 from notifications.models import Delivery, InAppNotification
+from tests.conftest import test_database_url as database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,3 +63,37 @@ def test_deliver_once_for_a_missing_delivery_is_permanent(payload):
     Delivery.objects.filter(pk=payload["delivery_id"]).delete()
     with pytest.raises(PermanentDeliveryError, match="does not exist"):
         InAppChannel().deliver_once(payload)
+
+
+def prepared_statements():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_the_single_statement_is_prepared_once_per_connection_unless_turned_off(payload, settings, prepared):
+    settings.DATABASE_PREPARED_STATEMENTS = prepared
+
+    insert_and_mark_sent(payload)
+
+    ours = [text for text in prepared_statements() if "INTO notifications_inappnotification" in text]
+    assert len(ours) == (1 if prepared else 0)
+
+
+def test_a_connection_lost_in_the_single_statement_is_marked_for_replacement(payload):
+    import psycopg
+    from django.db import OperationalError, connection
+
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(database_url(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    with pytest.raises(OperationalError):
+        insert_and_mark_sent(payload)
+
+    assert connection.errors_occurred and not connection.is_usable()
+    connection.close()

@@ -2,6 +2,8 @@
 
 import contextlib
 
+import psycopg
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -67,39 +69,49 @@ class InAppChannel(BaseChannel):
         return True
 
 
-def insert_and_mark_sent(payload):
-    """One statement, so one round trip and one commit: the worker's hot path on PostgreSQL."""
-    from ..models import Delivery, InAppNotification
+INSERT_AND_MARK_SENT = """
+    WITH claimed AS (
+        UPDATE notifications_delivery
+           SET status = %(sent)s, attempts = attempts + 1, sent_at = %(now)s,
+               updated_at = %(now)s, last_error = '', error_code = ''
+         WHERE id = %(delivery)s AND status <> %(sent)s
+     RETURNING id
+    )
+    INSERT INTO notifications_inappnotification
+           (recipient_id, delivery_id, title, body, link, created_at)
+    SELECT %(recipient)s, id, %(title)s, %(body)s, %(link)s, %(now)s FROM claimed
+    RETURNING id
+"""
 
-    Status = Delivery.Status
-    with connection.cursor() as cursor:
-        try:
-            with savepoint_if_in_transaction():
-                cursor.execute(
-                    f"""
-                    WITH claimed AS (
-                        UPDATE {Delivery._meta.db_table}
-                           SET status = %(sent)s, attempts = attempts + 1, sent_at = %(now)s,
-                               updated_at = %(now)s, last_error = '', error_code = ''
-                         WHERE id = %(delivery)s AND status <> %(sent)s
-                     RETURNING id
-                    )
-                    INSERT INTO {InAppNotification._meta.db_table}
-                           (recipient_id, delivery_id, title, body, link, created_at)
-                    SELECT %(recipient)s, id, %(title)s, %(body)s, %(link)s, %(now)s FROM claimed
-                    RETURNING id
-                    """,
-                    {
-                        "sent": Status.SENT,
-                        "now": timezone.now(),
-                        "delivery": payload["delivery_id"],
-                        "recipient": payload["recipient"],
-                        **content(payload),
-                    },
-                )
-        except IntegrityError:
-            raise missing_row(payload) from None
-        return cursor.fetchone() is not None
+
+def insert_and_mark_sent(payload):
+    """One statement, so one round trip and one commit: the worker's hot path on PostgreSQL.
+
+    It goes through a psycopg cursor with server-side binding, so that the statement is prepared once
+    per connection (DATABASE_PREPARED_STATEMENTS), where Django's cursors interpolate every parameter
+    in Python and PostgreSQL parses and plans the statement each time. Django's error wrapper still
+    turns errors into Django's and marks a broken connection for replacement.
+    """
+    from ..models import Delivery
+
+    parameters = {
+        "sent": Delivery.Status.SENT,
+        "now": timezone.now(),
+        "delivery": payload["delivery_id"],
+        "recipient": int(payload["recipient"]),
+        **content(payload),
+    }
+    connection.ensure_connection()
+    try:
+        with (
+            savepoint_if_in_transaction(),
+            connection.wrap_database_errors,
+            psycopg.Cursor(connection.connection) as cursor,
+        ):
+            cursor.execute(INSERT_AND_MARK_SENT, parameters, prepare=settings.DATABASE_PREPARED_STATEMENTS)
+            return cursor.fetchone() is not None
+    except IntegrityError:
+        raise missing_row(payload) from None
 
 
 def content(payload):
