@@ -95,17 +95,23 @@ def profile_drain(n):
     harness.flush_redis()
     workloads.enqueue_in_app(NotificationsService(), harness.bench_user(), n)
     with harness.Worker(harness.RUNDRAMATIQ, harness.bench_env(), "profile-drain-worker.log") as worker:
-        count = InAppNotification.objects.count
-        harness.wait_for_count(count, 1, worker)
-        sampler = Sampler(worker.process.pid, "profile-drain", subprocesses=True)
-        started, done = time.perf_counter(), count()
-        try:
-            harness.wait_for_count(count, n, worker)
-        finally:
-            output = sampler.stop()
-        elapsed = time.perf_counter() - started
-    print(f"drain: {n - done} messages in {elapsed:.2f} s while sampled ({(n - done) / elapsed:.0f}/s)")
+        output, done, elapsed = sample_until(worker, "profile-drain", InAppNotification.objects.count, n)
+    print(f"drain: {done} messages in {elapsed:.2f} s while sampled ({done / elapsed:.0f}/s)")
     return output
+
+
+def sample_until(worker, name, count, n):
+    """Sample the worker from the first ``count()`` until it reaches n: (raw stacks, done while sampled,
+    seconds).
+    """
+    harness.wait_for_count(count, 1, worker)
+    sampler = Sampler(worker.process.pid, name, subprocesses=True)
+    started, done_before = time.perf_counter(), count()
+    try:
+        harness.wait_for_count(count, n, worker)
+    finally:
+        output = sampler.stop()
+    return output, n - done_before, time.perf_counter() - started
 
 
 def profile_requeue(n):
@@ -171,15 +177,8 @@ def profile_storm_bare(n):
         always_fails.send(i)
     env = harness.bench_env(PYTHONPATH=harness.ROOT)
     with harness.Worker(harness.BARE_DRAMATIQ, env, "profile-storm-bare-worker.log") as worker:
-        harness.wait_for_count(FailedJob.objects.count, 1, worker)
-        sampler = Sampler(worker.process.pid, "profile-storm-bare", subprocesses=True)
-        started, done = time.perf_counter(), FailedJob.objects.count()
-        try:
-            harness.wait_for_count(FailedJob.objects.count, n, worker)
-        finally:
-            output = sampler.stop()
-        elapsed = time.perf_counter() - started
-    print(f"storm-bare: {n - done} messages failed for good in {elapsed:.2f} s while sampled")
+        output, done, elapsed = sample_until(worker, "profile-storm-bare", FailedJob.objects.count, n)
+    print(f"storm-bare: {done} messages failed for good in {elapsed:.2f} s while sampled")
     return output
 
 
