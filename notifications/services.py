@@ -122,10 +122,7 @@ class NotificationsService:
         check_payload_size(context)
         if dedup_key:
             return create_unless_duplicate(payload, idempotency_key, dedup_key, dedup_window)
-        delivery, created = create_delivery(payload, idempotency_key, dedup_key)
-        if created:
-            schedule(delivery, payload)
-        return delivery
+        return create_and_schedule(payload, idempotency_key, dedup_key)
 
 
 def check_text_message(text):
@@ -160,10 +157,14 @@ def create_unless_duplicate(payload, idempotency_key, dedup_key, window):
         earlier = recent_duplicate(dedup_key, window)
         if earlier is not None:
             return earlier
-        delivery, created = create_delivery(payload, idempotency_key, dedup_key)
-        if created:
-            schedule(delivery, payload)
-        return delivery
+        return create_and_schedule(payload, idempotency_key, dedup_key)
+
+
+def create_and_schedule(payload, idempotency_key, dedup_key):
+    delivery, created = create_delivery(payload, idempotency_key, dedup_key)
+    if created:
+        schedule(delivery, payload)
+    return delivery
 
 
 def lock_key(key):
