@@ -7,6 +7,9 @@ token on the queue's wake list, and an idle consumer waits on that list with BLP
 would have slept, or until its next delayed message is due. The token is pushed by Dramatiq's own
 dispatch script, with three lines added to its enqueue command, so enqueueing costs no extra round trip.
 
+Acks are grouped too: Dramatiq sends one round trip per processed message, and under load that was
+the worker's largest cost. Here the acks made while one is on its way go together in the next.
+
 This mirrors dramatiq 2.2's RedisBroker (the arguments of its dispatch script and its consumer loop);
 the version is pinned in requirements.txt and tests/test_broker.py runs both against Redis.
 """
@@ -40,20 +43,37 @@ WAKE_LUA = f"""
     redis.call("ltrim", queue_full_name .. ".wake", 0, 0)
     redis.call("expire", queue_full_name .. ".wake", {WAKE_TOKEN_TTL_S})
 """
+ACK_LUA = """
+    local message_id = ARGS[1]
+
+    if redis.call("srem", queue_acks, message_id) > 0 then
+        redis.call("hdel", queue_messages, message_id)
+    end
+"""
+ACK_MANY_LUA = """
+    for i=1,#ARGS do
+        local message_id = ARGS[i]
+        if redis.call("srem", queue_acks, message_id) > 0 then
+            redis.call("hdel", queue_messages, message_id)
+        end
+    end
+"""
 
 
 def waking_dispatch_script():
-    """Dramatiq's dispatch script, whose enqueue command also pushes a token on the queue's wake list.
+    """Dramatiq's dispatch script, with two changes.
 
-    One token is enough: a consumer that wakes fetches every message it has room for.
+    - enqueue also pushes a token on the queue's wake list. One token is enough: a consumer that wakes
+      fetches every message it has room for.
+    - ack takes any number of message ids, as requeue does; with one id it does what it did.
     """
     script = dramatiq_redis._scripts["dispatch"].decode()
-    if script.count(ENQUEUE_LUA) != 1:
+    if script.count(ENQUEUE_LUA) != 1 or script.count(ACK_LUA) != 1:
         raise ImproperlyConfigured(
             "notifications.broker.RedisBroker does not recognise this Dramatiq's Redis dispatch script; "
             "use the Dramatiq version pinned in requirements.txt."
         )
-    return script.replace(ENQUEUE_LUA, ENQUEUE_LUA + WAKE_LUA)
+    return script.replace(ENQUEUE_LUA, ENQUEUE_LUA + WAKE_LUA).replace(ACK_LUA, ACK_MANY_LUA)
 
 
 class RedisBroker(dramatiq_redis.RedisBroker):
@@ -122,6 +142,9 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
         self.etas = {}
         self.etas_lock = threading.Lock()
         self.acked = threading.Event()
+        self.pending_acks = []
+        self.pending_acks_lock = threading.Lock()
+        self.sending_acks = False
 
     def __next__(self):
         try:
@@ -173,11 +196,40 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
         return max(0, next_eta - current_millis())
 
     def ack(self, message):
+        """Acks sent while another thread's ack is on its way go together in the next round trip.
+
+        The thread that finds no ack on its way sends its own, then whatever the others left, until
+        none is left; the others return at once. So under load one round trip acks several messages,
+        and when idle an ack is sent as soon as it is made. The workers are stopped before their
+        consumers, so by then every ack has been sent.
+        """
         self.forget_eta(message)
         try:
-            super().ack(message)
+            with self.pending_acks_lock:
+                self.pending_acks.append(message.options["redis_message_id"])
+                if self.sending_acks:
+                    return
+                self.sending_acks = True
+            self.send_pending_acks()
         finally:
+            self.queued_message_ids.discard(message.message_id)
             self.acked.set()
+
+    def send_pending_acks(self):
+        while True:
+            with self.pending_acks_lock:
+                message_ids, self.pending_acks = self.pending_acks, []
+                if not message_ids:
+                    self.sending_acks = False
+                    return
+            try:
+                self.broker.do_ack(self.queue_name, *message_ids)
+            except redis.ConnectionError as error:
+                # Dramatiq retries this message's ack after a pause; the others go with it.
+                with self.pending_acks_lock:
+                    self.pending_acks[:0] = message_ids
+                    self.sending_acks = False
+                raise ConnectionClosed(error) from None
 
     def nack(self, message):
         self.forget_eta(message)

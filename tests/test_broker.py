@@ -97,6 +97,46 @@ def test_a_consumer_with_no_room_left_resumes_as_soon_as_a_message_is_acked(brok
     assert second is not None and second.message_id != first.message_id
 
 
+def unacked(broker, queue_name=QUEUE):
+    """Messages fetched or queued but not acked yet: Dramatiq keeps them in the queue's hash."""
+    return broker.client.hlen(f"{broker.namespace}:{queue_name}.msgs")
+
+
+def test_acks_made_while_another_is_on_its_way_go_with_the_next_round_trip(broker):
+    broker.enqueue_many([new_message() for _ in range(3)])
+    consumer = broker.consume(QUEUE, prefetch=3, timeout=100)
+    first, second, third = (next(consumer) for _ in range(3))
+    consumer.sending_acks = True  # as if another worker thread were sending its ack now
+
+    consumer.ack(first)
+    consumer.ack(second)
+
+    assert unacked(broker) == 3, "an ack went out while another was on its way"
+    assert consumer.outstanding_message_count == 1, "acked messages still count against prefetch"
+    consumer.send_pending_acks()  # what the other thread does once its round trip returns
+    assert unacked(broker) == 1
+    consumer.ack(third)
+    assert unacked(broker) == 0
+    assert broker.client.scard(f"{broker.namespace}:__acks__.{broker.broker_id}.{QUEUE}") == 0
+
+
+def test_acks_that_could_not_be_sent_go_with_the_next_one(broker):
+    from dramatiq.errors import ConnectionClosed
+
+    broker.enqueue_many([new_message() for _ in range(2)])
+    consumer = broker.consume(QUEUE, prefetch=2, timeout=100)
+    first, second = next(consumer), next(consumer)
+    working_client = broker.scripts["dispatch"].registered_client
+    broker.scripts["dispatch"].registered_client = RedisBroker(url="redis://127.0.0.1:1/0").client
+
+    with pytest.raises(ConnectionClosed):  # Dramatiq retries this ack after a pause
+        consumer.ack(first)
+
+    broker.scripts["dispatch"].registered_client = working_client
+    consumer.ack(second)
+    assert unacked(broker) == 0
+
+
 def test_each_enqueue_leaves_a_single_expiring_wake_token(broker):
     for _ in range(3):
         broker.enqueue(new_message())
