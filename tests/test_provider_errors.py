@@ -1,4 +1,5 @@
 import smtplib
+import threading
 
 import pytest
 import requests
@@ -93,3 +94,33 @@ def test_an_smtp_answer_is_not_chained_but_a_dropped_connection_is():
 
     assert cause_to_chain(refused) is None
     assert cause_to_chain(dropped) is dropped
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch):
+    """A proxy that refuses connections, set in the environment before the next Twilio client is made."""
+    from notifications.channels import twilio
+
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")
+    monkeypatch.setattr(twilio, "_local", threading.local())
+    return monkeypatch
+
+
+def test_a_proxy_in_the_environment_is_used_for_twilio(fake_twilio, proxy_environment):
+    from notifications.channels.twilio import send_message
+
+    with pytest.raises(TransientDeliveryError, match="Could not reach Twilio"):
+        send_message("+33612345678", "+15005550006", "hi")
+
+    assert fake_twilio.requests_seen == 0
+
+
+def test_no_proxy_in_the_environment_is_honoured_for_twilio(fake_twilio, proxy_environment):
+    from notifications.channels.twilio import send_message
+
+    proxy_environment.setenv("NO_PROXY", "127.0.0.1")
+
+    assert send_message("+33612345678", "+15005550006", "hi").startswith("SM")
+    assert fake_twilio.requests_seen == 1

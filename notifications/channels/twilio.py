@@ -1,8 +1,10 @@
 """The Twilio client shared by the SMS and WhatsApp channels."""
 
+import os
 import threading
 
 import phonenumbers
+import requests
 from django.conf import settings
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -17,10 +19,21 @@ MAX_BODY_CHARS = 1600
 _local = threading.local()
 
 
-class HeaderKeepingHttpClient(TwilioHttpClient):
-    """Keeps the last response's headers, to honour Retry-After."""
+class HttpClient(TwilioHttpClient):
+    """The SDK's client, reading the proxy settings once, and keeping the last response's headers to
+    honour Retry-After.
+
+    requests looks up HTTP(S)_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE in the environment on every
+    request, walking all of os.environ; that cost more CPU than the rest of the request. Here they are
+    read when the client is made, for the API's address.
+    """
 
     last_headers = {}
+
+    def __init__(self, base_url, **options):
+        super().__init__(proxy=requests.utils.get_environ_proxies(base_url), **options)
+        self.session.trust_env = False
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
     def request(self, *args, **kwargs):
         response = super().request(*args, **kwargs)
@@ -32,7 +45,8 @@ def twilio_client():
     """One client per thread: requests sessions are not thread-safe, and reuse keeps connections warm."""
     key = (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_API_BASE_URL)
     if getattr(_local, "key", None) != key:
-        client = Client(key[0], key[1], http_client=HeaderKeepingHttpClient(timeout=settings.TWILIO_TIMEOUT))
+        http_client = HttpClient(settings.TWILIO_API_BASE_URL, timeout=settings.TWILIO_TIMEOUT)
+        client = Client(key[0], key[1], http_client=http_client)
         client.api.base_url = settings.TWILIO_API_BASE_URL
         _local.key, _local.client = key, client
     return _local.client
