@@ -137,6 +137,29 @@ def test_acks_that_could_not_be_sent_go_with_the_next_one(broker):
     assert unacked(broker) == 0
 
 
+def test_a_busy_worker_leaves_no_message_unacked(broker):
+    """Eight threads acking at once: every ack reaches Redis, grouped or not."""
+    done = []
+
+    @dramatiq.actor(broker=broker, queue_name=QUEUE)
+    def noop(number):
+        done.append(number)
+
+    broker.enqueue_many([noop.message(number) for number in range(2000)])
+    broker.client.config_resetstat()
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=8)
+    worker.start()
+    try:
+        wait_until(lambda: len(done) == 2000, timeout=30, message="the messages to run")
+        wait_until(lambda: unacked(broker) == 0, timeout=10, message="every ack to reach Redis")
+    finally:
+        worker.stop()
+    # Dramatiq's own consumer makes one dispatch call per ack, plus its fetches.
+    dispatch_calls = broker.client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    assert dispatch_calls < 2000, "acks were not grouped"
+    assert broker.client.scard(f"{broker.namespace}:__acks__.{broker.broker_id}.{QUEUE}") == 0
+
+
 def test_each_enqueue_leaves_a_single_expiring_wake_token(broker):
     for _ in range(3):
         broker.enqueue(new_message())
