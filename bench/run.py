@@ -1,6 +1,7 @@
 """Benchmarks of the notification pipeline on real Redis and PostgreSQL.
 
-    .venv/bin/python bench/run.py [--workload W1 W1-bare W2 W2-bare W3 W4] [--quick] [--reset] [--repeat N]
+    .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4] [--quick] [--reset]
+                                    [--repeat N]
 
 Prints one JSON line per measurement, then a table of the figures beside their targets (with
 --repeat, the workloads run N times in turn and the table shows the median of each figure). It never
@@ -26,6 +27,7 @@ FULL_SIZES = {
     "W1": 10_000,
     "W1-paced": 1000,
     "W1-bare": 10_000,
+    "W1-noop": 10_000,
     "W2": 1000,
     "W2-bare": 1000,
     "W3": (5000, 100_000),
@@ -36,12 +38,13 @@ QUICK_SIZES = {
     "W1": 1000,
     "W1-paced": 100,
     "W1-bare": 1000,
+    "W1-noop": 1000,
     "W2": 100,
     "W2-bare": 100,
     "W3": (500, 10_000),
     "W4": 100_000,
 }
-WORKLOADS = ("W1", "W1-bare", "W2", "W2-bare", "W3", "W4")
+WORKLOADS = ("W1", "W1-bare", "W1-noop", "W2", "W2-bare", "W3", "W4")
 
 #: (workload, figure) -> (comparison, target). jobs_per_s of W1 is also compared with W1-bare's.
 TARGETS = {
@@ -76,6 +79,8 @@ def run_workload(name, sizes, reset):
         return workloads.w1(sizes["W1"], sizes["W1-paced"])
     if name == "W1-bare":
         return workloads.w1_bare(sizes["W1-bare"])
+    if name == "W1-noop":
+        return workloads.w1_noop(sizes["W1-noop"])
     if name == "W2":
         return workloads.w2(sizes["W2"])
     if name == "W2-bare":

@@ -109,17 +109,33 @@ def w1_bare(n):
     user = bench_user()
     for i in range(n):
         insert_in_app.send(user.pk, f"Bare notification {i}")
-    with Worker(BARE_DRAMATIQ, bench_env(PYTHONPATH=ROOT), "w1-bare-worker.log") as worker:
-        boot_s, drain_s, cpu_ms = timed_drain(worker, InAppNotification.objects.count, n)
-    return [
-        {
-            "workload": "W1-bare",
-            "n": n,
-            "drain_s": round(drain_s, 3),
-            "jobs_per_s": round(n / (drain_s - boot_s)),
-            "info": {"worker_boot_s": round(boot_s, 3), "worker_cpu_ms_per_job": cpu_ms},
-        }
-    ]
+    return [bare_drain("W1-bare", n, InAppNotification.objects.count)]
+
+
+def w1_noop(n):
+    """A bare actor that does nothing: what Dramatiq and Redis alone cost, the ceiling of any drain."""
+    import dramatiq
+
+    from bench.bare_actors import do_nothing
+
+    flush_redis()
+    broker = dramatiq.get_broker()
+    broker.enqueue_many([do_nothing.message(i) for i in range(n)])
+    unacked = f"dramatiq:{do_nothing.queue_name}.msgs"
+    return [bare_drain("W1-noop", n, lambda: n - broker.client.hlen(unacked))]
+
+
+def bare_drain(workload, n, count):
+    """Drain n queued messages with the bare worker, until count() reaches n."""
+    with Worker(BARE_DRAMATIQ, bench_env(PYTHONPATH=ROOT), f"{workload.lower()}-worker.log") as worker:
+        boot_s, drain_s, cpu_ms = timed_drain(worker, count, n)
+    return {
+        "workload": workload,
+        "n": n,
+        "drain_s": round(drain_s, 3),
+        "jobs_per_s": round(n / (drain_s - boot_s)),
+        "info": {"worker_boot_s": round(boot_s, 3), "worker_cpu_ms_per_job": cpu_ms},
+    }
 
 
 def w2(n):
