@@ -7,8 +7,8 @@ token on the queue's wake list, and an idle consumer waits on that list with BLP
 would have slept, or until its next delayed message is due. The token is pushed by Dramatiq's own
 dispatch script, with three lines added to its enqueue command, so enqueueing costs no extra round trip.
 
-Acks are grouped too: Dramatiq sends one round trip per processed message, and under load that was
-the worker's largest cost. Here the acks made while one is on its way go together in the next.
+Acks are grouped too (AckGroup): Dramatiq sends one round trip per processed message, and under load
+that was the worker's largest cost. Here the acks made while one is on its way go together in the next.
 
 This mirrors dramatiq 2.2's RedisBroker (the arguments of its dispatch script and its consumer loop);
 the version is pinned in requirements.txt and tests/test_broker.py runs both against Redis.
@@ -92,6 +92,8 @@ class RedisBroker(dramatiq_redis.RedisBroker):
         socket_timeout = self.client.connection_pool.connection_kwargs.get("socket_timeout")
         # A blocking wait must end before the socket times out.
         self.longest_wait_ms = (socket_timeout or REDIS_PY_SOCKET_TIMEOUT_S) * 1000 / 2
+        self.ack_groups = {}
+        self.ack_groups_lock = threading.Lock()
 
     @property
     def consumer_class(self):
@@ -133,6 +135,52 @@ class RedisBroker(dramatiq_redis.RedisBroker):
     def wait_for_messages(self, queue_name, timeout_ms):
         self.client.blpop([self.wake_key(queue_name)], timeout=timeout_ms / 1000)
 
+    def ack_group(self, queue_name):
+        with self.ack_groups_lock:
+            return self.ack_groups.setdefault(queue_name, AckGroup(self, queue_name))
+
+
+class AckGroup:
+    """A queue's acks: those made while another is on its way go together in the next round trip.
+
+    The thread that finds no ack on its way sends its own, then whatever the others left, until none
+    is left; the others return at once. So under load one round trip acks several messages, and when
+    idle an ack is sent as soon as it is made. Workers are stopped before their consumers, so by then
+    every ack has been sent. The group belongs to the broker, not to one consumer: acks left by a
+    consumer that Dramatiq replaced after a connection error go with the next consumer's.
+    """
+
+    def __init__(self, broker, queue_name):
+        self.broker = broker
+        self.queue_name = queue_name
+        self.pending = []
+        self.lock = threading.Lock()
+        self.sending = False
+
+    def ack(self, redis_message_id):
+        with self.lock:
+            self.pending.append(redis_message_id)
+            if self.sending:
+                return
+            self.sending = True
+        self.send_pending()
+
+    def send_pending(self):
+        while True:
+            with self.lock:
+                message_ids, self.pending = self.pending, []
+                if not message_ids:
+                    self.sending = False
+                    return
+            try:
+                self.broker.do_ack(self.queue_name, *message_ids)
+            except redis.ConnectionError as error:
+                # Dramatiq retries this thread's ack after a pause; the others go with it.
+                with self.lock:
+                    self.pending[:0] = message_ids
+                    self.sending = False
+                raise ConnectionClosed(error) from None
+
 
 class WakingConsumer(dramatiq_redis._RedisConsumer):
     """Dramatiq's Redis consumer, waiting on the wake list rather than sleeping when the queue is empty."""
@@ -142,9 +190,7 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
         self.etas = {}
         self.etas_lock = threading.Lock()
         self.acked = threading.Event()
-        self.pending_acks = []
-        self.pending_acks_lock = threading.Lock()
-        self.sending_acks = False
+        self.acks = self.broker.ack_group(self.queue_name)
 
     def __next__(self):
         try:
@@ -196,40 +242,12 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
         return max(0, next_eta - current_millis())
 
     def ack(self, message):
-        """Acks sent while another thread's ack is on its way go together in the next round trip.
-
-        The thread that finds no ack on its way sends its own, then whatever the others left, until
-        none is left; the others return at once. So under load one round trip acks several messages,
-        and when idle an ack is sent as soon as it is made. The workers are stopped before their
-        consumers, so by then every ack has been sent.
-        """
         self.forget_eta(message)
         try:
-            with self.pending_acks_lock:
-                self.pending_acks.append(message.options["redis_message_id"])
-                if self.sending_acks:
-                    return
-                self.sending_acks = True
-            self.send_pending_acks()
+            self.acks.ack(message.options["redis_message_id"])
         finally:
             self.queued_message_ids.discard(message.message_id)
             self.acked.set()
-
-    def send_pending_acks(self):
-        while True:
-            with self.pending_acks_lock:
-                message_ids, self.pending_acks = self.pending_acks, []
-                if not message_ids:
-                    self.sending_acks = False
-                    return
-            try:
-                self.broker.do_ack(self.queue_name, *message_ids)
-            except redis.ConnectionError as error:
-                # Dramatiq retries this message's ack after a pause; the others go with it.
-                with self.pending_acks_lock:
-                    self.pending_acks[:0] = message_ids
-                    self.sending_acks = False
-                raise ConnectionClosed(error) from None
 
     def nack(self, message):
         self.forget_eta(message)

@@ -106,14 +106,15 @@ def test_acks_made_while_another_is_on_its_way_go_with_the_next_round_trip(broke
     broker.enqueue_many([new_message() for _ in range(3)])
     consumer = broker.consume(QUEUE, prefetch=3, timeout=100)
     first, second, third = (next(consumer) for _ in range(3))
-    consumer.sending_acks = True  # as if another worker thread were sending its ack now
+    acks = broker.ack_group(QUEUE)
+    acks.sending = True  # as if another worker thread were sending its ack now
 
     consumer.ack(first)
     consumer.ack(second)
 
     assert unacked(broker) == 3, "an ack went out while another was on its way"
     assert consumer.outstanding_message_count == 1, "acked messages still count against prefetch"
-    consumer.send_pending_acks()  # what the other thread does once its round trip returns
+    acks.send_pending()  # what the other thread does once its round trip returns
     assert unacked(broker) == 1
     consumer.ack(third)
     assert unacked(broker) == 0
@@ -134,6 +135,29 @@ def test_acks_that_could_not_be_sent_go_with_the_next_one(broker):
 
     broker.scripts["dispatch"].registered_client = working_client
     consumer.ack(second)
+    assert unacked(broker) == 0
+
+
+def test_acks_left_by_a_consumer_that_lost_redis_go_with_its_replacement(broker):
+    """Dramatiq replaces a consumer after a connection error, and retries the failed ack on the new one."""
+    from dramatiq.errors import ConnectionClosed
+
+    broker.enqueue_many([new_message() for _ in range(2)])
+    consumer = broker.consume(QUEUE, prefetch=2, timeout=100)
+    first, second = next(consumer), next(consumer)
+    acks = broker.ack_group(QUEUE)
+    acks.sending = True
+    consumer.ack(second)  # made while the first one was on its way
+    acks.sending = False
+    working_client = broker.scripts["dispatch"].registered_client
+    broker.scripts["dispatch"].registered_client = RedisBroker(url="redis://127.0.0.1:1/0").client
+    with pytest.raises(ConnectionClosed):
+        consumer.ack(first)
+    broker.scripts["dispatch"].registered_client = working_client
+
+    replacement = broker.consume(QUEUE, prefetch=2, timeout=100)
+    replacement.ack(first)
+
     assert unacked(broker) == 0
 
 
