@@ -10,10 +10,9 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import F
 from django.utils import timezone
 
+from . import statements
 from .channels import get_channel
 from .exceptions import (
     AlreadyDelivered,
@@ -28,21 +27,24 @@ logger = logging.getLogger(__name__)
 
 Status = Delivery.Status
 MAX_ERROR_CHARS = 4000
+#: Hand-written statements (see statements.py) name the table and its columns.
+TABLE = Delivery._meta.db_table
+COUNT_ATTEMPT = ", attempts = attempts + 1"
 
 
 def deliver(payload):
     channel = get_channel(payload["channel"])
     if channel.guarded_by_constraint:
         return deliver_guarded(channel, payload)
-    delivery = claim(payload["delivery_id"])
-    if delivery is None:
+    delivery_id = payload["delivery_id"]
+    if not claim(delivery_id):
         return None
     try:
         provider_message_id = channel.send(payload)
     except Exception as error:
-        record_attempt_error(delivery.pk, error)
+        record_attempt_error(delivery_id, error)
         raise
-    mark_sent(delivery.pk, provider_message_id)
+    mark_sent(delivery_id, provider_message_id)
     return provider_message_id
 
 
@@ -59,33 +61,26 @@ def deliver_guarded(channel, payload):
 
 
 def claim(delivery_id):
-    """Move the row to sending and return it; None when it was already sent."""
-    delivery = claim_row(delivery_id)
-    if delivery is not None:
-        return delivery
+    """Move the row to sending; False when it was already sent."""
+    if claim_row(delivery_id):
+        return True
     delivery = Delivery.objects.filter(pk=delivery_id).first()
     if delivery is None:
         raise PermanentDeliveryError(f"Delivery {delivery_id} does not exist.")
     if delivery.status == Status.SENT:
         log_already_sent(delivery)
-        return None
-    return refuse_interrupted(delivery)
+        return False
+    refuse_interrupted(delivery)
 
 
 def claim_row(delivery_id):
-    """UPDATE ... RETURNING: the claim and the claimed row in one statement; None if not claimable."""
-    rows = Delivery.objects.raw(
-        f"UPDATE {Delivery._meta.db_table} SET status = %s, attempts = attempts + 1, updated_at = %s "
-        "WHERE id = %s AND status IN (%s, %s) RETURNING *",
-        [
-            Status.SENDING,
-            connection.ops.adapt_datetimefield_value(timezone.now()),
-            delivery_id,
-            Status.QUEUED,
-            Status.FAILED,
-        ],
+    """The claim in one statement: True if the row was queued (or failed) and is now sending."""
+    claimed = statements.execute(
+        f"UPDATE {TABLE} SET status = %s, attempts = attempts + 1, updated_at = %s "
+        "WHERE id = %s AND status IN (%s, %s) RETURNING id",
+        [Status.SENDING, statements.now(), delivery_id, Status.QUEUED, Status.FAILED],
     )
-    return next(iter(rows), None)
+    return claimed is not None
 
 
 def refuse_interrupted(delivery):
@@ -108,40 +103,44 @@ def refuse_interrupted(delivery):
 
 def mark_sent(delivery_id, provider_message_id, *, attempt=False):
     """Record success; ``attempt`` counts this attempt, for channels that did not claim the row first."""
-    changes = {
-        "status": Status.SENT,
-        "provider_message_id": provider_message_id or "",
-        "sent_at": timezone.now(),
-        "updated_at": timezone.now(),
-        "last_error": "",
-        "error_code": "",
-    }
-    if attempt:
-        changes["attempts"] = F("attempts") + 1
-    Delivery.objects.filter(pk=delivery_id).update(**changes)
+    now = statements.now()
+    statements.execute(
+        f"UPDATE {TABLE} SET status = %s, provider_message_id = %s, sent_at = %s, updated_at = %s, "
+        f"last_error = '', error_code = ''{COUNT_ATTEMPT if attempt else ''} WHERE id = %s",
+        [Status.SENT, provider_message_id or "", now, now, delivery_id],
+    )
 
 
 def record_attempt_error(delivery_id, error, *, attempt=False):
     """A permanent error fails the delivery; any other leaves it queued for the next retry."""
     permanent = isinstance(error, PermanentDeliveryError)
     code = error.code if isinstance(error, DeliveryError) and error.code is not None else ""
-    changes = {
-        "status": Status.FAILED if permanent else Status.QUEUED,
-        "last_error": describe(error),
-        "error_code": str(code),
-        "updated_at": timezone.now(),
-    }
-    if attempt:
-        changes["attempts"] = F("attempts") + 1
-    Delivery.objects.filter(pk=delivery_id).exclude(status=Status.SENT).update(**changes)
+    statements.execute(
+        f"UPDATE {TABLE} SET status = %s, last_error = %s, error_code = %s, "
+        f"updated_at = %s{COUNT_ATTEMPT if attempt else ''} WHERE id = %s AND status <> %s",
+        [
+            Status.FAILED if permanent else Status.QUEUED,
+            describe(error),
+            str(code),
+            statements.now(),
+            delivery_id,
+            Status.SENT,
+        ],
+    )
 
 
 def mark_failed(delivery_id, error=None):
     """Retries are exhausted (or synchronous delivery failed): the delivery is failed for good."""
-    changes = {"status": Status.FAILED, "updated_at": timezone.now()}
-    if error is not None:
-        changes["last_error"] = describe(error)
-    Delivery.objects.filter(pk=delivery_id).exclude(status=Status.SENT).update(**changes)
+    if error is None:
+        statements.execute(
+            f"UPDATE {TABLE} SET status = %s, updated_at = %s WHERE id = %s AND status <> %s",
+            [Status.FAILED, statements.now(), delivery_id, Status.SENT],
+        )
+        return
+    statements.execute(
+        f"UPDATE {TABLE} SET status = %s, last_error = %s, updated_at = %s WHERE id = %s AND status <> %s",
+        [Status.FAILED, describe(error), statements.now(), delivery_id, Status.SENT],
+    )
 
 
 def describe(error):

@@ -2,12 +2,11 @@
 
 import contextlib
 
-import psycopg
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from .. import statements
 from ..exceptions import AlreadyDelivered, InvalidRecipient, PermanentDeliveryError
 from .base import BaseChannel
 
@@ -85,12 +84,8 @@ INSERT_AND_MARK_SENT = """
 
 
 def insert_and_mark_sent(payload):
-    """One statement, so one round trip and one commit: the worker's hot path on PostgreSQL.
-
-    It goes through a psycopg cursor with server-side binding, so that the statement is prepared once
-    per connection (DATABASE_PREPARED_STATEMENTS), where Django's cursors interpolate every parameter
-    in Python and PostgreSQL parses and plans the statement each time. Django's error wrapper still
-    turns errors into Django's and marks a broken connection for replacement.
+    """One statement, so one round trip and one commit, prepared once per connection: the worker's hot
+    path on PostgreSQL.
     """
     from ..models import Delivery
 
@@ -101,15 +96,9 @@ def insert_and_mark_sent(payload):
         "recipient": int(payload["recipient"]),
         **content(payload),
     }
-    connection.ensure_connection()
     try:
-        with (
-            savepoint_if_in_transaction(),
-            connection.wrap_database_errors,
-            psycopg.Cursor(connection.connection) as cursor,
-        ):
-            cursor.execute(INSERT_AND_MARK_SENT, parameters, prepare=settings.DATABASE_PREPARED_STATEMENTS)
-            return cursor.fetchone() is not None
+        with savepoint_if_in_transaction():
+            return statements.execute(INSERT_AND_MARK_SENT, parameters) is not None
     except IntegrityError:
         raise missing_row(payload) from None
 
