@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import dispatch
+from . import dispatch, statements
 from .channels import get_channel
 from .channels.twilio import MAX_BODY_CHARS
 from .exceptions import InvalidNotification, InvalidPayload
@@ -188,7 +188,7 @@ def create_delivery(payload, idempotency_key, dedup_key):
         "message_id": str(uuid.uuid4()),
     }
     if idempotency_key is None:
-        return Delivery.objects.create(**fields), True
+        return statements.insert(Delivery(**fields)), True
     # ON CONFLICT DO NOTHING: no exception (so no savepoint) when the key was used before; the row
     # read back is ours when it carries our message id.
     idempotency_key = str(idempotency_key)[:255]

@@ -5,6 +5,8 @@ an UPDATE of one Delivery by its key cost about 0.3 ms of worker CPU through the
 a statement prepared once per connection. These statements run on every delivery attempt.
 """
 
+import functools
+
 import psycopg
 from django.conf import settings
 from django.db import connection
@@ -38,3 +40,26 @@ def first_row(cursor):
 def now():
     """The current time as the database takes it (Django's datetime adaptation, e.g. text on SQLite)."""
     return connection.ops.adapt_datetimefield_value(timezone.now())
+
+
+def insert(instance):
+    """Save a new model instance with one prepared INSERT; what Model.save() does, without its signals.
+
+    Each field's pre_save fills in auto_now and auto_now_add, as save() would.
+    """
+    fields = [field for field in instance._meta.concrete_fields if not field.primary_key]
+    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    [pk] = execute(insert_statement(type(instance), tuple(field.column for field in fields)), values)
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
+
+
+@functools.cache
+def insert_statement(model, columns):
+    quote = connection.ops.quote_name
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(column) for column in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING {quote(model._meta.pk.column)}"
+    )

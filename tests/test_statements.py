@@ -13,8 +13,11 @@ pytestmark = pytest.mark.django_db
 Status = Delivery.Status
 
 
+SMS = {"channel": "sms", "template": "plain", "recipient": "+33612345678"}
+
+
 def new_delivery():
-    return Delivery.objects.create(channel="sms", template="plain", recipient="+33612345678")
+    return Delivery.objects.create(**SMS)
 
 
 def test_an_attempt_that_fails_then_one_that_succeeds():
@@ -69,3 +72,24 @@ def test_the_claim_is_prepared_once_per_connection_unless_turned_off(settings, p
 def test_errors_are_django_errors():
     with pytest.raises(ProgrammingError):
         statements.execute("SELECT * FROM no_such_table WHERE id = %s", [1])
+
+
+def test_insert_saves_a_new_instance_as_save_would():
+    row = statements.insert(Delivery(channel="email", template="plain", recipient="ada@example.com"))
+
+    stored = Delivery.objects.get(pk=row.pk)
+    assert (stored.channel, stored.status, stored.attempts) == ("email", Status.QUEUED, 0)
+    assert stored.created_at == row.created_at and stored.updated_at == row.updated_at
+    assert row.created_at is not None
+    row.template = "other"
+    row.save()  # an update of the same row, not a second insert
+    assert Delivery.objects.get().template == "other"
+
+
+def test_the_service_insert_is_prepared_once_per_connection():
+    for _ in range(3):
+        statements.insert(Delivery(**SMS))
+
+    insert = 'INSERT INTO "notifications_delivery"'
+    inserts = [text for text in prepared_statements() if text.startswith(insert)]
+    assert len(inserts) == 1
