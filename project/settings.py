@@ -21,8 +21,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_dramatiq",
+    # Before django_dramatiq, whose rundramatiq command notifications extends.
     "notifications",
+    "django_dramatiq",
     "failedjobs",
 ]
 

@@ -87,6 +87,20 @@ def test_rundramatiq_worker_process_delivers_every_channel(
     wait_until(lambda: Delivery.objects.filter(status=Delivery.Status.SENT).count() == 4, message="4 sent")
 
 
+def test_a_worker_process_files_tracebacks_without_position_markers(service, worker_process, fake_twilio):
+    from failedjobs.models import FailedJob
+
+    fake_twilio.fail_always(400, 21211, "Invalid 'To' number")
+    worker_process()
+    service.send_sms("+33612345678", text="refused")
+
+    job = wait_until(FailedJob.objects.first, timeout=30, message="the failed job")
+    assert "Traceback (most recent call last)" in job.traceback
+    assert "res = actor(*message.args, **message.kwargs)" in job.traceback
+    lines = [line.strip() for line in job.traceback.splitlines()]
+    assert [line for line in lines if line and set(line) <= {"^", "~"}] == []
+
+
 def test_same_idempotency_key_twice_sends_once(service, worker, fake_twilio):
     first = service.send_sms("+33612345678", text="once", idempotency_key="signup-42")
     second = service.send_sms("+33612345678", text="once", idempotency_key="signup-42")

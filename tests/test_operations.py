@@ -70,3 +70,23 @@ def test_runperiodiq_starts_the_scheduler_with_both_jobs(tmp_path):
 @pytest.mark.django_db
 def test_migrations_are_up_to_date():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.parametrize(("environment", "expected"), [(None, "1"), ("", ""), ("1", "1")])
+def test_rundramatiq_starts_workers_without_traceback_markers_unless_told(monkeypatch, environment, expected):
+    import os
+
+    from django_dramatiq.management.commands import rundramatiq
+
+    if environment is None:
+        monkeypatch.delenv("PYTHONNODEBUGRANGES", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONNODEBUGRANGES", environment)
+    started = []
+    monkeypatch.setattr(
+        rundramatiq.os, "execvp", lambda path, args: started.append(os.environ["PYTHONNODEBUGRANGES"])
+    )
+
+    call_command("rundramatiq", "--processes", "1")
+
+    assert started == [expected]
