@@ -174,12 +174,14 @@ class AckGroup:
                     return
             try:
                 self.broker.do_ack(self.queue_name, *message_ids)
-            except redis.ConnectionError as error:
-                # Dramatiq retries this thread's ack after a pause; the others go with it.
+            except BaseException as error:
+                # Whatever went wrong (a lost connection, a timeout), the acks wait for the next one.
                 with self.lock:
                     self.pending[:0] = message_ids
                     self.sending = False
-                raise ConnectionClosed(error) from None
+                if isinstance(error, redis.ConnectionError):
+                    raise ConnectionClosed(error) from None  # Dramatiq retries it after a pause
+                raise
 
 
 class WakingConsumer(dramatiq_redis._RedisConsumer):

@@ -2,10 +2,12 @@
 message is handed to the worker when it is due, not at the delay queue's next poll.
 """
 
+import socket
 import threading
 
 import dramatiq
 import pytest
+import redis
 from django.conf import settings
 from dramatiq.common import current_millis, dq_name
 
@@ -121,16 +123,31 @@ def test_acks_made_while_another_is_on_its_way_go_with_the_next_round_trip(broke
     assert broker.client.scard(f"{broker.namespace}:__acks__.{broker.broker_id}.{QUEUE}") == 0
 
 
-def test_acks_that_could_not_be_sent_go_with_the_next_one(broker):
+@pytest.fixture
+def silent_redis():
+    """A port that accepts connections and never answers: every command times out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield redis.Redis(port=listener.getsockname()[1], socket_timeout=0.1, retry=None)
+
+
+@pytest.mark.parametrize("failure", ["connection refused", "timeout"])
+def test_acks_that_could_not_be_sent_go_with_the_next_one(broker, silent_redis, failure):
+    """Dramatiq retries an ack that lost its connection after a pause, and gives up on any other error."""
     from dramatiq.errors import ConnectionClosed
 
     broker.enqueue_many([new_message() for _ in range(2)])
     consumer = broker.consume(QUEUE, prefetch=2, timeout=100)
     first, second = next(consumer), next(consumer)
     working_client = broker.scripts["dispatch"].registered_client
-    broker.scripts["dispatch"].registered_client = RedisBroker(url="redis://127.0.0.1:1/0").client
+    if failure == "timeout":
+        failing_client, raised = silent_redis, redis.TimeoutError
+    else:
+        failing_client, raised = RedisBroker(url="redis://127.0.0.1:1/0").client, ConnectionClosed
+    broker.scripts["dispatch"].registered_client = failing_client
 
-    with pytest.raises(ConnectionClosed):  # Dramatiq retries this ack after a pause
+    with pytest.raises(raised):
         consumer.ack(first)
 
     broker.scripts["dispatch"].registered_client = working_client
