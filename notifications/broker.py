@@ -145,9 +145,12 @@ class AckGroup:
 
     The thread that finds no ack on its way sends its own, then whatever the others left, until none
     is left; the others return at once. So under load one round trip acks several messages, and when
-    idle an ack is sent as soon as it is made. Workers are stopped before their consumers, so by then
-    every ack has been sent. The group belongs to the broker, not to one consumer: acks left by a
-    consumer that Dramatiq replaced after a connection error go with the next consumer's.
+    idle an ack is sent as soon as it is made. Under steady load the sending thread may go on sending
+    the others' acks for a while before it takes its next message. Workers stop before their
+    consumers, so by then every ack has been sent; after a failed round trip, the acks wait for the
+    next ack of the queue or for the consumer to close. The group belongs to the broker, not to one
+    consumer: acks left by a consumer that Dramatiq replaced after a connection error go with the
+    next consumer's.
     """
 
     def __init__(self, broker, queue_name):
@@ -160,7 +163,11 @@ class AckGroup:
     def ack(self, redis_message_id):
         with self.lock:
             self.pending.append(redis_message_id)
-            if self.sending:
+        self.send_unless_on_its_way()
+
+    def send_unless_on_its_way(self):
+        with self.lock:
+            if self.sending or not self.pending:
                 return
             self.sending = True
         self.send_pending()
@@ -244,12 +251,11 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
         return max(0, next_eta - current_millis())
 
     def ack(self, message):
+        """The message stops counting against prefetch once its ack is queued, sent or not."""
         self.forget_eta(message)
-        try:
-            self.acks.ack(message.options["redis_message_id"])
-        finally:
-            self.queued_message_ids.discard(message.message_id)
-            self.acked.set()
+        self.queued_message_ids.discard(message.message_id)
+        self.acked.set()
+        self.acks.ack(message.options["redis_message_id"])
 
     def nack(self, message):
         self.forget_eta(message)
@@ -257,6 +263,19 @@ class WakingConsumer(dramatiq_redis._RedisConsumer):
             super().nack(message)
         finally:
             self.acked.set()
+
+    def close(self):
+        """Workers stop before their consumers close: send the acks a failed round trip left behind."""
+        try:
+            self.acks.send_unless_on_its_way()
+        except Exception:
+            self.logger.warning(
+                "Could not send %d acks on queue %r; their messages will run again after a restart.",
+                len(self.acks.pending),
+                self.queue_name,
+                exc_info=True,
+            )
+        super().close()
 
     def requeue(self, messages):
         messages = list(messages)

@@ -9,7 +9,7 @@ import functools
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 
@@ -18,12 +18,15 @@ def execute(statement, parameters):
 
     On PostgreSQL it goes through a psycopg cursor with server-side binding, prepared once per
     connection (DATABASE_PREPARED_STATEMENTS); elsewhere through Django's cursor. Either way Django's
-    error wrapper turns errors into Django's and marks a broken connection for replacement.
+    error wrapper turns errors into Django's and marks a broken connection for replacement, and an
+    error inside atomic() marks the block for rollback, as with the ORM.
     Placeholders are %s or %(name)s, as with Django's cursors. On PostgreSQL the statement does not
     show in connection.queries (DEBUG) nor go through execute_wrappers.
     """
+    connection.validate_no_broken_transaction()
     connection.ensure_connection()
-    with connection.wrap_database_errors:
+    # As the ORM does: an error inside atomic() marks the block for rollback.
+    with transaction.mark_for_rollback_on_error(), connection.wrap_database_errors:
         if connection.vendor == "postgresql":
             with psycopg.Cursor(connection.connection) as cursor:
                 cursor.execute(statement, parameters, prepare=settings.DATABASE_PREPARED_STATEMENTS)

@@ -155,6 +155,22 @@ def test_acks_that_could_not_be_sent_go_with_the_next_one(broker, silent_redis, 
     assert unacked(broker) == 0
 
 
+def test_a_closing_consumer_sends_the_acks_a_failed_round_trip_left_behind(broker, silent_redis):
+    broker.enqueue(new_message())
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=100)
+    message = next(consumer)
+    working_client = broker.scripts["dispatch"].registered_client
+    broker.scripts["dispatch"].registered_client = silent_redis
+    with pytest.raises(redis.TimeoutError):  # Dramatiq logs it and does not retry
+        consumer.ack(message)
+    broker.scripts["dispatch"].registered_client = working_client
+    assert unacked(broker) == 1
+
+    consumer.close()  # what Worker.stop does once its worker threads have stopped
+
+    assert unacked(broker) == 0
+
+
 def test_acks_left_by_a_consumer_that_lost_redis_go_with_its_replacement(broker):
     """Dramatiq replaces a consumer after a connection error, and retries the failed ack on the new one."""
     from dramatiq.errors import ConnectionClosed

@@ -1,7 +1,7 @@
 """The delivery log's statements, written by hand and prepared on PostgreSQL."""
 
 import pytest
-from django.db import ProgrammingError
+from django.db import DatabaseError, connection, transaction
 
 from notifications import delivery, statements
 from notifications.exceptions import PermanentDeliveryError, TransientDeliveryError
@@ -58,6 +58,13 @@ def test_a_permanent_error_fails_the_delivery():
     assert (row.status, row.attempts, row.error_code) == (Status.FAILED, 1, "21610")
 
 
+@pytest.fixture
+def postgresql():
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL feature")
+
+
+@pytest.mark.usefixtures("postgresql")
 @pytest.mark.parametrize("prepared", [True, False])
 def test_the_claim_is_prepared_once_per_connection_unless_turned_off(settings, prepared):
     settings.DATABASE_PREPARED_STATEMENTS = prepared
@@ -69,9 +76,11 @@ def test_the_claim_is_prepared_once_per_connection_unless_turned_off(settings, p
     assert len(claims) == (1 if prepared else 0)
 
 
-def test_errors_are_django_errors():
-    with pytest.raises(ProgrammingError):
-        statements.execute("SELECT * FROM no_such_table WHERE id = %s", [1])
+def test_errors_are_django_errors_and_spoil_the_surrounding_transaction():
+    with transaction.atomic():
+        with pytest.raises(DatabaseError):
+            statements.execute("SELECT * FROM no_such_table WHERE id = %s", [1])
+        assert connection.needs_rollback
 
 
 def test_insert_saves_a_new_instance_as_save_would():
@@ -86,6 +95,7 @@ def test_insert_saves_a_new_instance_as_save_would():
     assert Delivery.objects.get().template == "other"
 
 
+@pytest.mark.usefixtures("postgresql")
 def test_the_service_insert_is_prepared_once_per_connection():
     for _ in range(3):
         statements.insert(Delivery(**SMS))
