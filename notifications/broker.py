@@ -35,10 +35,17 @@ BROKER_OPTIONS = {"middleware", "namespace", "maintenance_chance", "heartbeat_ti
 REDIS_PY_SOCKET_TIMEOUT_S = 5
 
 ENQUEUE_LUA = """
+    local message_id = ARGS[1]
+    local message_data = ARGS[2]
+
     redis.call("hset", queue_messages, message_id, message_data)
     redis.call("rpush", queue_full_name, message_id)
 """
-WAKE_LUA = f"""
+ENQUEUE_MANY_AND_WAKE_LUA = f"""
+    for i=1,#ARGS,2 do
+        redis.call("hset", queue_messages, ARGS[i], ARGS[i + 1])
+        redis.call("rpush", queue_full_name, ARGS[i])
+    end
     redis.call("lpush", queue_full_name .. ".wake", 1)
     redis.call("ltrim", queue_full_name .. ".wake", 0, 0)
     redis.call("expire", queue_full_name .. ".wake", {WAKE_TOKEN_TTL_S})
@@ -63,9 +70,12 @@ ACK_MANY_LUA = """
 def waking_dispatch_script():
     """Dramatiq's dispatch script, with two changes.
 
-    - enqueue also pushes a token on the queue's wake list. One token is enough: a consumer that wakes
-      fetches every message it has room for.
-    - ack takes any number of message ids, as requeue does; with one id it does what it did.
+    - enqueue takes any number of (message id, message) pairs, all for one queue, and pushes a token
+      on the queue's wake list. One token is enough: a consumer that wakes fetches every message it
+      has room for.
+    - ack takes any number of message ids, as requeue does.
+
+    With one message, both do what they did.
     """
     script = dramatiq_redis._scripts["dispatch"].decode()
     if script.count(ENQUEUE_LUA) != 1 or script.count(ACK_LUA) != 1:
@@ -73,7 +83,7 @@ def waking_dispatch_script():
             "notifications.broker.RedisBroker does not recognise this Dramatiq's Redis dispatch script; "
             "use the Dramatiq version pinned in requirements.txt."
         )
-    return script.replace(ENQUEUE_LUA, ENQUEUE_LUA + WAKE_LUA).replace(ACK_LUA, ACK_MANY_LUA)
+    return script.replace(ENQUEUE_LUA, ENQUEUE_MANY_AND_WAKE_LUA).replace(ACK_LUA, ACK_MANY_LUA)
 
 
 class RedisBroker(dramatiq_redis.RedisBroker):
@@ -103,33 +113,35 @@ class RedisBroker(dramatiq_redis.RedisBroker):
         return f"{self.namespace}:{queue_name}.wake"
 
     def enqueue_many(self, messages):
-        """enqueue() for many undelayed messages, in one round trip."""
-        pipeline = self.client.pipeline(transaction=False)
-        enqueued = []
+        """enqueue() for many undelayed messages: one dispatch call per queue, all in one round trip."""
+        enqueued, by_queue = [], {}
         for message in messages:
             message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
             self.emit_before("enqueue", message, None)
-            self.dispatch_enqueue(pipeline, message)
             enqueued.append(message)
+            by_queue.setdefault(message.queue_name, []).append(message)
+        pipeline = self.client.pipeline(transaction=False)
+        for queue_name, queued in by_queue.items():
+            self.dispatch_enqueue(pipeline, queue_name, queued)
         pipeline.execute()
         for message in enqueued:
             self.emit_after("enqueue", message, None)
         return enqueued
 
-    def dispatch_enqueue(self, pipeline, message):
+    def dispatch_enqueue(self, pipeline, queue_name, messages):
         """Queue the dispatch script's enqueue with the arguments RedisBroker._dispatch gives it."""
         arguments = [
             "enqueue",
             current_millis(),
-            message.queue_name,
+            queue_name,
             self.broker_id,
             self.heartbeat_timeout,
             self.dead_message_ttl,
             0,  # no maintenance from inside a pipeline
             self._max_unpack_size(),
-            message.options["redis_message_id"],
-            message.encode(),
         ]
+        for message in messages:
+            arguments += [message.options["redis_message_id"], message.encode()]
         self.scripts["dispatch"](keys=[self.namespace], args=arguments, client=pipeline)
 
     def wait_for_messages(self, queue_name, timeout_ms):

@@ -228,6 +228,22 @@ def test_each_enqueue_leaves_a_single_expiring_wake_token(broker):
     assert broker.client.llen(f"{broker.namespace}:{QUEUE}") == 8
 
 
+def test_a_batch_for_two_queues_takes_one_dispatch_call_a_queue(broker):
+    other = "wake_test_other"
+    broker.declare_queue(other)
+    messages = [new_message(), new_message(other), new_message(), new_message(other), new_message()]
+    broker.client.config_resetstat()
+
+    sent = broker.enqueue_many(messages)
+
+    assert broker.client.info("commandstats")["cmdstat_evalsha"]["calls"] == 2
+    assert [message.message_id for message in sent] == [message.message_id for message in messages]
+    for queue_name in (QUEUE, other):
+        in_order = [m.options["redis_message_id"].encode() for m in sent if m.queue_name == queue_name]
+        assert broker.client.lrange(f"{broker.namespace}:{queue_name}", 0, -1) == in_order
+        assert broker.client.llen(broker.wake_key(queue_name)) == 1
+
+
 def test_messages_enqueued_together_are_all_consumed(broker):
     sent = broker.enqueue_many([new_message() for _ in range(5)])
     consumer = broker.consume(QUEUE, prefetch=10, timeout=100)
