@@ -5,10 +5,11 @@ to the worker timeout), so a message sent to an idle worker waits for the next p
 retry waits for the delay queue's next poll after its time has come. Here every enqueue also pushes a
 token on the queue's wake list, and an idle consumer waits on that list with BLPOP for as long as it
 would have slept, or until its next delayed message is due. The token is pushed by Dramatiq's own
-dispatch script, with three lines added to its enqueue command, so enqueueing costs no extra round trip.
+dispatch script, whose enqueue command does it too, so enqueueing costs no extra round trip.
 
-Acks are grouped too (AckGroup): Dramatiq sends one round trip per processed message, and under load
-that was the worker's largest cost. Here the acks made while one is on its way go together in the next.
+Acks and batches are grouped too. Dramatiq sends one round trip per processed message, and under load
+that was the worker's largest cost: here the acks made while one is on its way go together in the
+next (AckGroup). enqueue_many sends a batch with one script call per queue.
 
 This mirrors dramatiq 2.2's RedisBroker (the arguments of its dispatch script and its consumer loop);
 the version is pinned in requirements.txt and tests/test_broker.py runs both against Redis.
