@@ -131,15 +131,11 @@ def record_attempt_error(delivery_id, error, *, attempt=False):
 
 def mark_failed(delivery_id, error=None):
     """Retries are exhausted (or synchronous delivery failed): the delivery is failed for good."""
-    if error is None:
-        statements.execute(
-            f"UPDATE {TABLE} SET status = %s, updated_at = %s WHERE id = %s AND status <> %s",
-            [Status.FAILED, statements.now(), delivery_id, Status.SENT],
-        )
-        return
+    error_text = [] if error is None else [describe(error)]
     statements.execute(
-        f"UPDATE {TABLE} SET status = %s, last_error = %s, updated_at = %s WHERE id = %s AND status <> %s",
-        [Status.FAILED, describe(error), statements.now(), delivery_id, Status.SENT],
+        f"UPDATE {TABLE} SET status = %s{', last_error = %s' if error_text else ''}, updated_at = %s "
+        "WHERE id = %s AND status <> %s",
+        [Status.FAILED, *error_text, statements.now(), delivery_id, Status.SENT],
     )
 
 
