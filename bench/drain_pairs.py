@@ -25,21 +25,23 @@ ENQUEUE_BATCH = 1000
 
 def load_deliveries(user, n):
     from notifications.models import Delivery
-    from notifications.tasks import deliver_in_app
+    from notifications.tasks import ACTORS
 
     deliveries = Delivery.objects.bulk_create(
         Delivery(channel="in_app", template="in_app", recipient=str(user.pk), message_id=str(uuid.uuid4()))
         for _ in range(n)
     )
     return [
-        deliver_in_app.message(
+        ACTORS["in_app"]
+        .message(
             channel="in_app",
             recipient=str(user.pk),
             template="in_app",
             context={"title": f"Bench notification {i}", "body": "", "link": ""},
             language="en",
             delivery_id=delivery.pk,
-        ).copy(message_id=delivery.message_id)
+        )
+        .copy(message_id=delivery.message_id)
         for i, delivery in enumerate(deliveries)
     ]
 

@@ -244,16 +244,16 @@ def create_failed_jobs(n):
     from django.utils import timezone
 
     from failedjobs.models import FailedJob
-    from notifications.tasks import deliver_in_app
+    from notifications.tasks import ACTORS
 
     now = timezone.now()
-    jobs = (failed_in_app_job(deliver_in_app, i, now) for i in range(n))
+    jobs = (failed_in_app_job(ACTORS["in_app"], i, now) for i in range(n))
     while batch := list(islice(jobs, INSERT_BATCH)):
         FailedJob.objects.bulk_create(batch)
 
 
 def failed_in_app_job(actor, i, now):
-    """A FailedJob holding a real encoded message of deliver_in_app."""
+    """A FailedJob holding a real encoded message of ACTORS["in_app"]."""
     from failedjobs.models import FailedJob
 
     payload = {

@@ -18,9 +18,9 @@ from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from notifications.masking import mask_recipient, mask_text
-
 from . import services
+from .conf import setting
+from .masking import mask_recipient, mask_text
 from .models import FailedJob
 
 #: Never loaded for the list: the encoded message, the traceback and the payload are most of a row's bytes.
@@ -142,7 +142,10 @@ class FailedJobAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .defer(*LARGE_FIELDS)
-            .annotate(recipient=KT("kwargs__recipient"), message_size=Length("message_data"))
+            .annotate(
+                recipient=KT(f"kwargs__{setting('FAILED_JOBS_RECIPIENT_KWARG')}"),
+                message_size=Length("message_data"),
+            )
         )
 
     def get_search_results(self, request, queryset, search_term):

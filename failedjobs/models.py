@@ -1,4 +1,33 @@
-from django.db import models
+from django.db import connection, models
+from django.utils import timezone
+
+
+class FailedJobQuerySet(models.QuerySet):
+    def mark_retried(self, batch: models.QuerySet) -> list[tuple[int, str, bytes]]:
+        """Mark a batch (a queryset of pks) retried in one UPDATE ... RETURNING.
+
+        Returns (pk, retried_as, message_data) for the rows that were still failed. retried_as is
+        computed by the database as services.new_message_id computes it (MD5 is built into
+        PostgreSQL, and Django registers it on SQLite connections). The ORM's update() cannot return
+        rows; reading them back would double a bulk retry's round trips.
+        """
+        column = {field.name: connection.ops.quote_name(field.column) for field in self.model._meta.fields}
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        select, params = batch.query.sql_with_params()
+        statement = (
+            f"UPDATE {table} SET {column['status']} = %s, {column['retried_at']} = %s, "
+            f"{column['retry_count']} = {column['retry_count']} + 1, "
+            f"{column['retried_as']} = MD5({column['message_id']} || '/' || "
+            f"CAST({column['retry_count']} + 1 AS TEXT)) "
+            f"WHERE {column['status']} = %s AND {column['id']} IN ({select}) "
+            f"RETURNING {column['id']}, {column['retried_as']}, {column['message_data']}"
+        )
+        retried_at = connection.ops.adapt_datetimefield_value(timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute(
+                statement, [FailedJob.Status.RETRIED, retried_at, FailedJob.Status.FAILED, *params]
+            )
+            return cursor.fetchall()
 
 
 class FailedJob(models.Model):
@@ -33,6 +62,8 @@ class FailedJob(models.Model):
     retried_at = models.DateTimeField(null=True, blank=True)
     retried_as = models.CharField("retried as message", max_length=64, blank=True, default="")
     retry_count = models.PositiveIntegerField(default=0)
+
+    objects = FailedJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-failed_at", "-id"]

@@ -1,29 +1,36 @@
 """Everything done with failed jobs: record, find, retry, delete, purge, and recover from Redis.
 
-The admin actions, the management commands and the periodic jobs all call these functions.
+The middleware, synchronous runs, the admin actions, the management commands and the periodic jobs
+all call these functions. They know nothing of what the messages do: apps that care about their own
+messages listen to the signals in signals.py.
 """
 
 import hashlib
 import logging
 import re
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dramatiq
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from dramatiq import Message
 from dramatiq.common import q_name, xq_name
 
+from . import dispatch
+from .conf import setting
 from .models import FailedJob
+from .signals import job_failed, jobs_retried
 
 logger = logging.getLogger(__name__)
 
 #: Message options that belong to one run of a message, not to the message itself.
 RUNTIME_OPTIONS = {"retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "attempts"}
 DEFAULT_BATCH_SIZE = 1000
+MAX_MESSAGE_CHARS = 10_000
 EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 
 
@@ -32,12 +39,50 @@ class RetryResult:
     retried: int = 0
     skipped: int = 0
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"retried {self.retried}, skipped {self.skipped}"
 
 
-def record_failure(message, exception=None, *, attempts=None, source=FailedJob.Source.WORKER):
-    """Store a message that failed for good and return its row's pk; recording it twice keeps the first.
+def fail_message(
+    message: Message,
+    exception: BaseException | None = None,
+    *,
+    attempts: int | None = None,
+    source: str = FailedJob.Source.WORKER,
+) -> int:
+    """File a message that failed for good and tell the apps that listen; return the FailedJob's pk.
+
+    The one way in for every failure: a worker's (the middleware), a synchronous run's, and one
+    recovered from Redis's dead-letter queue.
+    """
+    exception = underlying_error(exception)
+    job = record_failure(message, exception, attempts=attempts, source=source)
+    error = f"{job.exception_class.rpartition('.')[2]}: {job.exception_message}"
+    for receiver, response in job_failed.send_robust(
+        sender=FailedJob, message=message, exception=exception, error=error, job_id=job.pk
+    ):
+        if isinstance(response, Exception):
+            logger.error(
+                "%r failed on failed job %s", receiver, job.pk, exc_info=(type(response), response, None)
+            )
+    return job.pk
+
+
+def underlying_error(exception: BaseException | None) -> BaseException | None:
+    """A ``dramatiq.Retry`` raised from an error is filed as that error: it says what went wrong."""
+    if isinstance(exception, dramatiq.Retry) and exception.__cause__ is not None:
+        return exception.__cause__
+    return exception
+
+
+def record_failure(
+    message: Message,
+    exception: BaseException | None = None,
+    *,
+    attempts: int | None = None,
+    source: str = FailedJob.Source.WORKER,
+) -> FailedJob:
+    """Store a message that failed for good; recording it twice keeps the first row.
 
     One INSERT ... ON CONFLICT statement: a worker's failure path runs it for every failed message.
     """
@@ -50,7 +95,7 @@ def record_failure(message, exception=None, *, attempts=None, source=FailedJob.S
         args=list(message.args),
         kwargs=dict(message.kwargs),
         exception_class=exception_class(exception, options),
-        exception_message=exception_text(exception, options)[:10_000],
+        exception_message=exception_text(exception, options)[:MAX_MESSAGE_CHARS],
         traceback=format_traceback(exception, options),
         attempts=attempts or options.get("attempts") or options.get("retries", 0) + 1,
         source=source,
@@ -64,23 +109,23 @@ def record_failure(message, exception=None, *, attempts=None, source=FailedJob.S
     logger.warning(
         "Message %s (%s) failed for good; kept as failed job %s.", job.message_id, job.actor_name, job.pk
     )
-    return job.pk
+    return job
 
 
-def exception_class(exception, options):
+def exception_class(exception: BaseException | None, options: dict) -> str:
     if exception is None:
         return error_in_traceback(options.get("traceback", ""))[0]
     kind = type(exception)
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def exception_text(exception, options):
+def exception_text(exception: BaseException | None, options: dict) -> str:
     if exception is None:
         return error_in_traceback(options.get("traceback", ""))[1]
     return str(exception)
 
 
-def error_in_traceback(text):
+def error_in_traceback(text: str) -> tuple[str, str]:
     """(class, message) of the last exception in a formatted traceback.
 
     A message recovered from Redis carries its error only as the traceback of its last retry.
@@ -94,7 +139,7 @@ def error_in_traceback(text):
     return "", ""
 
 
-def format_traceback(exception, options):
+def format_traceback(exception: BaseException | None, options: dict) -> str:
     """Retries formatted the last attempt's traceback when it counted it as a retry (not ``throws``)."""
     formatted_by_retries = "traceback" in options and options.get("retries") == options.get("attempts")
     if exception is not None and exception.__traceback__ is not None and not formatted_by_retries:
@@ -102,11 +147,19 @@ def format_traceback(exception, options):
     return options.get("traceback", "")
 
 
-def from_millis(timestamp):
+def from_millis(timestamp: int | None) -> datetime | None:
     return datetime.fromtimestamp(timestamp / 1000, tz=UTC) if timestamp else None
 
 
-def filter_jobs(*, ids=None, queue=None, actor=None, status=None, since=None, until=None):
+def filter_jobs(
+    *,
+    ids: list[int] | None = None,
+    queue: str | None = None,
+    actor: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[FailedJob]:
     jobs = FailedJob.objects.all()
     if ids:
         jobs = jobs.filter(pk__in=ids)
@@ -123,7 +176,13 @@ def filter_jobs(*, ids=None, queue=None, actor=None, status=None, since=None, un
     return jobs
 
 
-def retry_jobs(jobs, *, limit=None, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
+def retry_jobs(
+    jobs: QuerySet[FailedJob],
+    *,
+    limit: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+) -> RetryResult:
     """Send each failed job's message again, with fresh retries, and mark the row retried.
 
     Rows that are not in the failed state (already retried or resolved) are skipped.
@@ -133,7 +192,7 @@ def retry_jobs(jobs, *, limit=None, batch_size=DEFAULT_BATCH_SIZE, dry_run=False
     if dry_run:
         result.retried = pending.count() if limit is None else min(limit, pending.count())
         return result
-    # A retry delivered synchronously can fail again and add rows; they are not part of this run.
+    # A retry run synchronously can fail again and add rows; they are not part of this run.
     last_pk, newest_pk = 0, FailedJob.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     while limit is None or result.retried < limit:
         size = batch_size if limit is None else min(batch_size, limit - result.retried)
@@ -145,53 +204,31 @@ def retry_jobs(jobs, *, limit=None, batch_size=DEFAULT_BATCH_SIZE, dry_run=False
     return result
 
 
-def retry_batch(batch):
+def retry_batch(batch: QuerySet) -> tuple[int, int | None]:
     """Mark a batch retried and send fresh copies of its messages; return (how many, the highest pk).
 
     The messages go to the broker before the transaction commits: if this process dies in between,
     the rows stay failed and can be retried again, and the retry's id is derived from the row (see
-    new_message_id), so the Delivery row stops a second copy from being sent twice.
+    new_message_id), so a second copy has the same id as the first.
     """
     with transaction.atomic():
-        rows = mark_retried(batch)
+        rows = FailedJob.objects.mark_retried(batch)
         messages = [fresh_copy(Message.decode(bytes(data)), retried_as) for _, retried_as, data in rows]
-        send_all(messages)
+        jobs_retried.send(sender=FailedJob, messages=messages)
+        dispatch.send_many(messages)
     return len(rows), max((pk for pk, _, _ in rows), default=None)
 
 
-def mark_retried(batch):
-    """One UPDATE ... RETURNING for the batch (a queryset of pks): [(pk, retried_as, message_data)].
-
-    retried_as is computed by the database as new_message_id computes it (MD5 is built into
-    PostgreSQL, and Django registers it on SQLite connections).
-    """
-    table = connection.ops.quote_name(FailedJob._meta.db_table)
-    select, params = batch.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, retried_at = %s, retry_count = retry_count + 1, "
-            "retried_as = MD5(message_id || '/' || CAST(retry_count + 1 AS TEXT)) "
-            f"WHERE status = %s AND id IN ({select}) RETURNING id, retried_as, message_data",
-            [
-                FailedJob.Status.RETRIED,
-                connection.ops.adapt_datetimefield_value(timezone.now()),
-                FailedJob.Status.FAILED,
-                *params,
-            ],
-        )
-        return cursor.fetchall()
-
-
-def new_message_id(job):
+def new_message_id(job: FailedJob) -> str:
     """The id of a job's next retry, derived from its message id and retry number.
 
-    The database computes the same value (see mark_retried), so a whole batch is marked with one
-    UPDATE instead of one per row.
+    The database computes the same value (see FailedJobQuerySet.mark_retried), so a whole batch is
+    marked with one UPDATE instead of one per row.
     """
     return hashlib.md5(f"{job.message_id}/{job.retry_count + 1}".encode()).hexdigest()
 
 
-def fresh_copy(message, message_id):
+def fresh_copy(message: Message, message_id: str) -> Message:
     """The same message under a new id, as if just enqueued: no retries counted, no old traceback."""
     return Message(
         queue_name=q_name(message.queue_name),
@@ -204,27 +241,23 @@ def fresh_copy(message, message_id):
     )
 
 
-def send_all(messages):
-    from notifications.dispatch import send_many
-
-    send_many(dramatiq.get_broker(), messages)
-
-
-def resolve_jobs(jobs):
+def resolve_jobs(jobs: QuerySet[FailedJob]) -> int:
     """Mark failed jobs handled without a retry (for instance, delivered after all). Returns how many."""
     return jobs.filter(status=FailedJob.Status.FAILED).update(status=FailedJob.Status.RESOLVED)
 
 
-def delete_jobs(jobs):
+def delete_jobs(jobs: QuerySet[FailedJob]) -> int:
     deleted, _ = jobs.delete()
     return deleted
 
 
-def purge_old_jobs(*, days=None, done_days=None, now=None):
+def purge_old_jobs(
+    *, days: int | None = None, done_days: int | None = None, now: datetime | None = None
+) -> int:
     """Delete failed jobs older than the retention, and retried or resolved ones sooner."""
     now = now or timezone.now()
-    days = settings.FAILED_JOBS_RETENTION_DAYS if days is None else days
-    done_days = settings.FAILED_JOBS_DONE_RETENTION_DAYS if done_days is None else done_days
+    days = setting("FAILED_JOBS_RETENTION_DAYS") if days is None else days
+    done_days = setting("FAILED_JOBS_DONE_RETENTION_DAYS") if done_days is None else done_days
     old = FailedJob.objects.filter(failed_at__lt=now - timedelta(days=days))
     done = FailedJob.objects.filter(
         status__in=[FailedJob.Status.RETRIED, FailedJob.Status.RESOLVED],
@@ -233,7 +266,7 @@ def purge_old_jobs(*, days=None, done_days=None, now=None):
     return delete_jobs(old) + delete_jobs(done)
 
 
-def forget_dead_letter(broker, message):
+def forget_dead_letter(broker: dramatiq.Broker, message: Message) -> None:
     """Drop a message from Redis's dead-letter queue once it is safe in the database."""
     redis_id = message.options.get("redis_message_id")
     client = getattr(broker, "client", None)
@@ -246,8 +279,10 @@ def forget_dead_letter(broker, message):
     pipe.execute()
 
 
-def reconcile_dead_letters(broker=None, *, batch_size=DEFAULT_BATCH_SIZE):
-    """Copy into FailedJob every message in Redis's dead-letter queues that is not there yet.
+def reconcile_dead_letters(
+    broker: dramatiq.Broker | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> int:
+    """File every message in Redis's dead-letter queues that is not in FailedJob yet.
 
     Catches the failures whose recording failed (the database was down). Returns how many were added.
     """
@@ -258,7 +293,7 @@ def reconcile_dead_letters(broker=None, *, batch_size=DEFAULT_BATCH_SIZE):
     return added
 
 
-def reconcile_queue(broker, key, batch_size):
+def reconcile_queue(broker: dramatiq.Broker, key: str, batch_size: int) -> int:
     added = 0
     for redis_ids, blobs in dead_letter_batches(broker.client, key, batch_size):
         messages = [Message.decode(blob) for blob in blobs if blob is not None]
@@ -269,7 +304,7 @@ def reconcile_queue(broker, key, batch_size):
         )
         for message in messages:
             if message.message_id not in known:
-                record_failure(message, source=FailedJob.Source.RECONCILED)
+                fail_message(message, source=FailedJob.Source.RECONCILED)
                 added += 1
         pipe = broker.client.pipeline(transaction=False)
         pipe.zrem(key, *redis_ids)
@@ -278,7 +313,9 @@ def reconcile_queue(broker, key, batch_size):
     return added
 
 
-def dead_letter_batches(client, key, batch_size):
+def dead_letter_batches(
+    client, key: str, batch_size: int
+) -> Iterator[tuple[list[bytes], list[bytes | None]]]:
     while True:
         redis_ids = client.zrange(key, 0, batch_size - 1)
         if not redis_ids:

@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from failedjobs.admin import EstimatedCountPaginator
+from failedjobs.masking import mask_recipient, mask_text
 
-from .masking import mask_recipient, mask_text
 from .models import Delivery, InAppNotification
 
 

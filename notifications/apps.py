@@ -3,7 +3,13 @@ from django.apps import AppConfig
 
 class NotificationsConfig(AppConfig):
     name = "notifications"
+    default_auto_field = "django.db.models.BigAutoField"
 
-    def ready(self):
+    def ready(self) -> None:
+        from failedjobs.signals import job_failed, jobs_retried
+
         # Declare the actors on the broker now, so that senders and workers share them.
-        from . import checks, tasks  # noqa: F401
+        from . import checks, receivers, tasks  # noqa: F401
+
+        job_failed.connect(receivers.mark_delivery_failed, dispatch_uid="notifications.mark_delivery_failed")
+        jobs_retried.connect(receivers.requeue_deliveries, dispatch_uid="notifications.requeue_deliveries")

@@ -1,11 +1,15 @@
-"""Errors raised to callers of NotificationsService and by the delivery channels."""
+"""Errors raised to callers of NotificationsService and by the delivery channels.
 
-import dramatiq
+They know nothing of Dramatiq: the actors in tasks.py turn a TransientDeliveryError into
+``dramatiq.Retry``. A missing setting is an ImproperlyConfigured, outside NotificationError, so that
+``except NotificationError`` never hides a misconfiguration.
+"""
+
 from django.core.exceptions import ImproperlyConfigured
 
 
 class NotificationError(Exception):
-    """Base class of every error this app raises on purpose."""
+    """Base class of every error this app raises on purpose about a notification."""
 
 
 class InvalidNotification(NotificationError, ValueError):
@@ -24,10 +28,10 @@ class InvalidPayload(InvalidNotification):
     """The context cannot be serialised to JSON, or is larger than allowed."""
 
 
-class ChannelNotConfigured(NotificationError, ImproperlyConfigured):
+class ChannelNotConfigured(ImproperlyConfigured):
     """A channel is used without the settings it needs."""
 
-    def __init__(self, channel, setting):
+    def __init__(self, channel: str, setting: str) -> None:
         self.channel = channel
         self.setting = setting
         super().__init__(
@@ -38,18 +42,28 @@ class ChannelNotConfigured(NotificationError, ImproperlyConfigured):
 class DeliveryError(NotificationError):
     """The provider did not accept the message.
 
-    ``code`` is the provider's own error code (a Twilio error code, an SMTP reply code) when there is one.
+    ``code`` is the provider's own error code (a Twilio error code, an SMTP reply code) when there is
+    one; ``delay`` (ms) is how long the provider asked to wait before trying again (Retry-After).
     """
 
     permanent = False
 
-    def __init__(self, message, *, provider="", code=None, status=None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        code: int | str | None = None,
+        status: int | None = None,
+        delay: int | None = None,
+    ) -> None:
         self.provider = provider
         self.code = code
         self.status = status
+        self.delay = delay
         super().__init__(message)
 
-    def __str__(self):
+    def __str__(self) -> str:
         text = super().__str__()
         if self.code is not None:
             return f"{text} ({self.provider} error {self.code})"
@@ -62,8 +76,8 @@ class PermanentDeliveryError(DeliveryError):
     permanent = True
 
 
-class AlreadyDelivered(NotificationError):
-    """The message was delivered before; nothing was sent this time."""
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying later."""
 
 
 class DeliveryOutcomeUnknown(PermanentDeliveryError):
@@ -72,11 +86,3 @@ class DeliveryOutcomeUnknown(PermanentDeliveryError):
     It is not retried automatically, so that nobody receives the message twice. An operator who
     decides to send it anyway retries it from FailedJob.
     """
-
-
-class TransientDeliveryError(DeliveryError, dramatiq.Retry):
-    """Worth retrying later; ``delay`` (ms) comes from the provider's Retry-After when it sent one."""
-
-    def __init__(self, message, *, provider="", code=None, status=None, delay=None):
-        DeliveryError.__init__(self, message, provider=provider, code=code, status=status)
-        self.delay = delay

@@ -6,7 +6,6 @@ Prometheus middleware when METRICS_ENABLED is on.
 
 import dramatiq
 import redis
-from django.conf import settings
 from django.db.models import Count
 from django.http import HttpResponse, HttpResponseForbidden
 from django.utils import timezone
@@ -15,6 +14,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from .conf import setting
 from .models import Delivery
 
 DELIVERY_WINDOW_HOURS = 24
@@ -85,7 +85,7 @@ def dead_letter_counts():
 @require_GET
 def metrics(request):
     """Prometheus text format; when METRICS_TOKEN is set, scrapers send it as a bearer token."""
-    token = settings.METRICS_TOKEN
+    token = setting("METRICS_TOKEN")
     if token and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
         return HttpResponseForbidden("A valid METRICS_TOKEN bearer token is required.\n")
     registry = CollectorRegistry()

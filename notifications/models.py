@@ -1,13 +1,77 @@
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.utils import timezone
+
+MAX_ERROR_CHARS = 4000
 
 
-class Channel(models.TextChoices):
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    WHATSAPP = "whatsapp", "WhatsApp"
-    IN_APP = "in_app", "In-app"
+def channel_choices() -> list[tuple[str, str]]:
+    from .channels import all_channels
+
+    return [(channel.name, channel.label) for channel in all_channels()]
+
+
+class DeliveryQuerySet(models.QuerySet):
+    """Every change of a Delivery's status, each one statement that checks the status it changes."""
+
+    def claim(self, pk: int) -> bool:
+        """Move a queued delivery to sending, counting the attempt; False when it was not queued."""
+        Status = Delivery.Status
+        claimed = self.filter(pk=pk, status=Status.QUEUED).update(
+            status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
+        )
+        return claimed == 1
+
+    def take_over(self, pk: int) -> bool:
+        """Claim a delivery left sending by an attempt that stopped before it could have sent it."""
+        Status = Delivery.Status
+        taken = self.filter(pk=pk, status=Status.SENDING).update(
+            attempts=F("attempts") + 1, updated_at=timezone.now()
+        )
+        return taken == 1
+
+    def mark_sent(self, pk: int, provider_message_id: str = "") -> None:
+        now = timezone.now()
+        self.filter(pk=pk).update(
+            status=Delivery.Status.SENT,
+            provider_message_id=provider_message_id or "",
+            sent_at=now,
+            updated_at=now,
+            last_error="",
+            error_code="",
+        )
+
+    def record_error(self, pk: int, error: Exception) -> None:
+        """A permanent error fails the delivery; any other leaves it queued for the next retry."""
+        Status = Delivery.Status
+        permanent = getattr(error, "permanent", False)
+        code = getattr(error, "code", None)
+        self.filter(pk=pk).exclude(status=Status.SENT).update(
+            status=Status.FAILED if permanent else Status.QUEUED,
+            last_error=describe(error),
+            error_code="" if code is None else str(code),
+            updated_at=timezone.now(),
+        )
+
+    def mark_failed(self, pk: int, error: str = "") -> None:
+        """Retries are exhausted, or the error was permanent: the delivery is failed for good."""
+        changes = {"last_error": error[:MAX_ERROR_CHARS]} if error else {}
+        self.filter(pk=pk).exclude(status=Delivery.Status.SENT).update(
+            status=Delivery.Status.FAILED, updated_at=timezone.now(), **changes
+        )
+
+    def requeue(self, pks: Iterable[int]) -> int:
+        """Failed deliveries whose message an operator sends again are waiting once more."""
+        return self.filter(pk__in=list(pks), status=Delivery.Status.FAILED).update(
+            status=Delivery.Status.QUEUED, updated_at=timezone.now()
+        )
+
+
+def describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
 
 
 class Delivery(models.Model):
@@ -21,7 +85,7 @@ class Delivery(models.Model):
 
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     dedup_key = models.CharField(max_length=255, blank=True, default="")
-    channel = models.CharField(max_length=16, choices=Channel.choices)
+    channel = models.CharField(max_length=16, choices=channel_choices)
     template = models.CharField(max_length=100)
     recipient = models.CharField(max_length=320)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -33,6 +97,8 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -59,7 +125,7 @@ class Delivery(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.get_channel_display()} {self.template} #{self.pk} ({self.status})"
 
 
@@ -85,5 +151,5 @@ class InAppNotification(models.Model):
             models.Index(fields=["recipient", "-created_at"], name="inapp_recipient_created"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.title

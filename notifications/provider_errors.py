@@ -6,11 +6,12 @@ TransientDeliveryError here, so the retry policy is readable in one place.
 
 import smtplib
 import socket
+from collections.abc import Mapping
 
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
-from .exceptions import PermanentDeliveryError, TransientDeliveryError
+from .exceptions import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 
 # Twilio error codes that no retry can fix (https://www.twilio.com/docs/api/errors).
 TWILIO_PERMANENT_CODES = {
@@ -27,7 +28,7 @@ TWILIO_PERMANENT_CODES = {
 TWILIO_RATE_LIMIT_CODES = {20429}
 
 
-def twilio_error(error, headers=None):
+def twilio_error(error: Exception, headers: Mapping[str, str] | None = None) -> DeliveryError:
     """Rate limits, server errors and network trouble are transient; known dead ends and other 4xx are not."""
     if not isinstance(error, TwilioRestException):
         if isinstance(error, (requests.RequestException, TwilioException, OSError)):
@@ -44,7 +45,7 @@ def twilio_error(error, headers=None):
     return PermanentDeliveryError(text, provider="twilio", code=error.code, status=error.status)
 
 
-def retry_after_ms(headers):
+def retry_after_ms(headers: Mapping[str, str]) -> int | None:
     """Retry-After in seconds, as milliseconds; None when absent or not a number of seconds."""
     try:
         return max(0, int(float(headers.get("Retry-After")) * 1000))
@@ -52,7 +53,7 @@ def retry_after_ms(headers):
         return None
 
 
-def smtp_error(error):
+def smtp_error(error: Exception) -> DeliveryError:
     """SMTP 5xx replies are permanent; 4xx replies and connection trouble are worth retrying."""
     code = smtp_code(error)
     if code is not None and 500 <= code < 600:
@@ -62,22 +63,10 @@ def smtp_error(error):
     return TransientDeliveryError(f"Email backend error: {error!r}", provider="email")
 
 
-def smtp_code(error):
+def smtp_code(error: Exception) -> int | None:
     if isinstance(error, smtplib.SMTPResponseException):
         return error.smtp_code
     if isinstance(error, smtplib.SMTPRecipientsRefused) and error.recipients:
         code, _ = next(iter(error.recipients.values()))
         return code
     return None
-
-
-def cause_to_chain(error):
-    """What to chain under our error: nothing when the provider answered, since its code and text are
-    in our message and the SDK's frames tell an operator nothing; otherwise the error and its stack.
-
-    Formatting a chained SDK stack cost more CPU than the HTTP request (about 1 ms on Python 3.11),
-    and Retries formats a traceback on every failed attempt.
-    """
-    if isinstance(error, TwilioRestException) or smtp_code(error) is not None:
-        return None
-    return error

@@ -11,17 +11,20 @@ message to a worker when the surrounding transaction commits. Each returns the D
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import dramatiq
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import dispatch, statements
+from failedjobs import dispatch
+
 from .channels import get_channel
 from .channels.twilio import MAX_BODY_CHARS
+from .conf import setting
 from .exceptions import InvalidNotification, InvalidPayload
 from .models import Delivery
+from .payload import Payload
 from .rendering import resolve_language
 from .tasks import ACTORS
 
@@ -139,7 +142,7 @@ def check_payload_size(context):
         encoded = dramatiq.get_encoder().encode(context)
     except (TypeError, ValueError) as error:
         raise InvalidPayload(f"The notification context cannot be serialised to JSON: {error}") from None
-    limit = settings.NOTIFICATIONS_MAX_PAYLOAD_BYTES
+    limit = setting("NOTIFICATIONS_MAX_PAYLOAD_BYTES")
     if len(encoded) > limit:
         raise InvalidPayload(f"The notification context is {len(encoded)} bytes; the limit is {limit}.")
 
@@ -188,7 +191,7 @@ def create_delivery(payload, idempotency_key, dedup_key):
         "message_id": str(uuid.uuid4()),
     }
     if idempotency_key is None:
-        return statements.insert(Delivery(**fields)), True
+        return Delivery.objects.create(**fields), True
     # ON CONFLICT DO NOTHING: no exception (so no savepoint) when the key was used before; the row
     # read back is ours when it carries our message id.
     idempotency_key = str(idempotency_key)[:255]
@@ -199,11 +202,11 @@ def create_delivery(payload, idempotency_key, dedup_key):
     return delivery, delivery.message_id == fields["message_id"]
 
 
-def schedule(delivery, payload):
+def schedule(delivery: Delivery, fields: dict[str, Any]) -> None:
     """Build the message now, send it once the caller's transaction commits."""
-    actor = ACTORS[payload["channel"]]
-    message = actor.message(**payload, delivery_id=delivery.pk).copy(message_id=delivery.message_id)
-    transaction.on_commit(lambda: dispatch.send(actor, message))
+    payload: Payload = {"delivery_id": delivery.pk, **fields}  # type: ignore[typeddict-item]
+    message = ACTORS[payload["channel"]].message(**payload).copy(message_id=delivery.message_id)
+    transaction.on_commit(lambda: dispatch.send(message))
 
 
 def appointment_context(appointment):

@@ -1,43 +1,50 @@
-"""One thin actor per channel, each on its own queue so that it can be scaled and throttled alone."""
+"""One thin actor per channel, each on its own queue so that it can be scaled and throttled alone.
+
+The actors are where Dramatiq meets the domain: a TransientDeliveryError becomes ``dramatiq.Retry``
+(with the provider's Retry-After as its delay), and a PermanentDeliveryError is one the actor
+``throws``, so it is not retried.
+"""
+
+from collections.abc import Callable
+from typing import Any
 
 import dramatiq
-from django.conf import settings
 
-from .delivery import deliver
-from .exceptions import PermanentDeliveryError
-
-RETRY_OPTIONS = {
-    "max_retries": settings.NOTIFICATIONS_MAX_RETRIES,
-    "min_backoff": settings.NOTIFICATIONS_MIN_BACKOFF_MS,
-    "max_backoff": settings.NOTIFICATIONS_MAX_BACKOFF_MS,
-    "time_limit": settings.NOTIFICATIONS_TIME_LIMIT_MS,
-    "throws": (PermanentDeliveryError,),
-}
+from .channels import BaseChannel, all_channels
+from .conf import setting
+from .exceptions import PermanentDeliveryError, TransientDeliveryError
 
 
-@dramatiq.actor(queue_name="email", **RETRY_OPTIONS)
-def deliver_email(**payload):
-    deliver(payload)
+def retry_options() -> dict[str, Any]:
+    return {
+        "max_retries": setting("NOTIFICATIONS_MAX_RETRIES"),
+        "min_backoff": setting("NOTIFICATIONS_MIN_BACKOFF_MS"),
+        "max_backoff": setting("NOTIFICATIONS_MAX_BACKOFF_MS"),
+        "time_limit": setting("NOTIFICATIONS_TIME_LIMIT_MS"),
+        "throws": (PermanentDeliveryError,),
+    }
 
 
-@dramatiq.actor(queue_name="sms", **RETRY_OPTIONS)
-def deliver_sms(**payload):
-    deliver(payload)
+def delivery_function(channel: BaseChannel) -> Callable[..., None]:
+    def deliver(**payload: Any) -> None:
+        try:
+            channel.deliver(payload)  # type: ignore[arg-type]
+        except TransientDeliveryError as error:
+            raise dramatiq.Retry(str(error), delay=error.delay) from error
+
+    deliver.__name__ = deliver.__qualname__ = channel.actor_name
+    return deliver
 
 
-@dramatiq.actor(queue_name="whatsapp", **RETRY_OPTIONS)
-def deliver_whatsapp(**payload):
-    deliver(payload)
+def declare_actor(channel: BaseChannel) -> dramatiq.Actor:
+    return dramatiq.actor(
+        delivery_function(channel),
+        actor_name=channel.actor_name,
+        queue_name=channel.queue_name,
+        **retry_options(),
+    )
 
 
-@dramatiq.actor(queue_name="in_app", **RETRY_OPTIONS)
-def deliver_in_app(**payload):
-    deliver(payload)
-
-
-ACTORS = {
-    "email": deliver_email,
-    "sms": deliver_sms,
-    "whatsapp": deliver_whatsapp,
-    "in_app": deliver_in_app,
-}
+#: The actor of each channel, by channel name.
+ACTORS: dict[str, dramatiq.Actor] = {channel.name: declare_actor(channel) for channel in all_channels()}
+ACTOR_NAMES = frozenset(actor.actor_name for actor in ACTORS.values())

@@ -61,12 +61,6 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 # replaced after the message; health checks would add a round trip to every message.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
-# The worker's in-app statement is prepared once per connection (psycopg prepares only statements
-# that ask for it; Django turns prepared statements off by default). PgBouncer in transaction mode
-# before 1.21 cannot keep prepared statements: set DATABASE_PREPARED_STATEMENTS=false there.
-DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_PREPARED_STATEMENTS:
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -140,7 +134,6 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Retries",
         "periodiq.PeriodiqMiddleware",
-        "notifications.middleware.DeliveryStatusMiddleware",
         "failedjobs.middleware.FailedJobMiddleware",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],

@@ -52,11 +52,11 @@ def stub_broker():
 @pytest.fixture
 def unreachable_redis(settings, monkeypatch):
     """Queue mode on, with the broker pointing at a closed port (as with REDIS_URL=redis://127.0.0.1:1)."""
-    from notifications import dispatch
+    from failedjobs import dispatch
     from notifications.broker import RedisBroker
 
     settings.QUEUE_ENABLED = True
-    monkeypatch.setattr(dispatch, "_redis_down_until", 0.0)
+    monkeypatch.setattr(dispatch, "_broker_down_until", 0.0)
     broker = RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     broker.enqueue_attempts = []
     original_enqueue = broker.enqueue

@@ -10,10 +10,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from failedjobs.admin import EstimatedCountPaginator
+from failedjobs.masking import mask_recipient, mask_text
 from failedjobs.models import FailedJob
-from notifications.masking import mask_recipient, mask_text
 from notifications.models import Delivery, InAppNotification
-from notifications.tasks import deliver_email, deliver_sms
+from notifications.tasks import ACTORS
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,7 @@ CHANGELIST = reverse("admin:failedjobs_failedjob_changelist")
 RETRY_MATCHING = reverse("admin:failedjobs_failedjob_retry_matching")
 
 
-def failed_job(actor=deliver_sms, recipient=PHONE, status=FailedJob.Status.FAILED):
+def failed_job(actor=ACTORS["sms"], recipient=PHONE, status=FailedJob.Status.FAILED):
     """A failed job holding a real encoded message, as the failed-job middleware stores one."""
     message = actor.message(
         channel=actor.queue_name,
@@ -113,7 +113,7 @@ def test_mask_text_leaves_other_numbers_alone(text):
 
 def test_changelist_shows_masked_recipients_and_short_exception_names(admin_client):
     failed_job()
-    failed_job(deliver_email, EMAIL)
+    failed_job(ACTORS["email"], EMAIL)
 
     html = admin_client.get(CHANGELIST).content.decode()
 
@@ -125,7 +125,7 @@ def test_changelist_shows_masked_recipients_and_short_exception_names(admin_clie
 
 def test_changelist_filters_by_queue(admin_client):
     sms = failed_job()
-    failed_job(deliver_email, EMAIL)
+    failed_job(ACTORS["email"], EMAIL)
 
     response = admin_client.get(CHANGELIST, {"queue_name": "sms"})
 
@@ -175,7 +175,7 @@ def test_search_by_words_of_the_error_message(admin_client):
 def test_changelist_of_a_big_list_shows_the_estimate_instead_of_counting(admin_client, monkeypatch):
     for _ in range(3):
         failed_job()
-    failed_job(deliver_email, EMAIL)
+    failed_job(ACTORS["email"], EMAIL)
     monkeypatch.setattr(EstimatedCountPaginator, "threshold", 2)
     monkeypatch.setattr(EstimatedCountPaginator, "planner_estimate", lambda self: 2_000_000)
 
@@ -298,7 +298,7 @@ def test_changelist_links_to_retry_matching_with_its_filter(admin_client):
 def test_retry_matching_confirmation_counts_the_filtered_jobs_only(admin_client):
     for status in ["failed", "failed", "retried"]:
         failed_job(status=status)
-    failed_job(deliver_email, EMAIL)
+    failed_job(ACTORS["email"], EMAIL)
     before = statuses()
 
     response = admin_client.get(RETRY_MATCHING, {"queue_name": "sms"})
@@ -314,7 +314,7 @@ def test_retry_matching_confirmed_retries_exactly_the_filtered_jobs(
     admin_client, stub_broker, django_capture_on_commit_callbacks
 ):
     sms = [failed_job(), failed_job()]
-    email = failed_job(deliver_email, EMAIL)
+    email = failed_job(ACTORS["email"], EMAIL)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(f"{RETRY_MATCHING}?queue_name=sms", {"confirm": "yes"})
@@ -414,7 +414,7 @@ def test_paginator_never_reports_fewer_rows_than_it_counted():
 
 def test_paginator_counts_exactly_up_to_the_threshold(django_assert_num_queries):
     failed_job()
-    failed_job(deliver_email, EMAIL)
+    failed_job(ACTORS["email"], EMAIL)
 
     with django_assert_num_queries(1):
         assert paginator(FailedJob.objects.all(), 50_000).count == 2

@@ -142,9 +142,9 @@ def test_retrying_an_already_delivered_message_does_not_send_again(service, work
     delivery = service.send_sms("+33612345678", text="once")
     fake_twilio.wait_for_messages(1)
     wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
-    from notifications.tasks import deliver_sms
+    from notifications.tasks import ACTORS
 
-    sent_message = deliver_sms.message(
+    sent_message = ACTORS["sms"].message(
         delivery_id=delivery.pk,
         channel="sms",
         recipient="+33612345678",
@@ -163,11 +163,11 @@ def test_retrying_an_already_delivered_message_does_not_send_again(service, work
 
 
 def test_recording_a_message_twice_keeps_the_first_row(stub_broker):
-    from notifications.tasks import deliver_sms
+    from notifications.tasks import ACTORS
 
-    message = deliver_sms.message(delivery_id=1, channel="sms", recipient="+33612345678", template="plain")
-    first = services.record_failure(message, RuntimeError("first"))
-    second = services.record_failure(message, ValueError("second"))
+    message = ACTORS["sms"].message(delivery_id=1, channel="sms", recipient="+33612345678", template="plain")
+    first = services.record_failure(message, RuntimeError("first")).pk
+    second = services.record_failure(message, ValueError("second")).pk
 
     assert first == second
     job = FailedJob.objects.get()
@@ -207,7 +207,7 @@ def test_a_retry_that_never_reaches_the_broker_leaves_the_job_failed(stub_broker
     def process_dies(messages):
         raise SystemExit("killed while enqueueing")
 
-    monkeypatch.setattr(services, "send_all", process_dies)
+    monkeypatch.setattr(services.dispatch, "send_many", process_dies)
     with pytest.raises(SystemExit):
         services.retry_jobs(FailedJob.objects.all())
 
@@ -258,9 +258,9 @@ def test_synchronous_failure_is_recorded_and_can_be_retried(service, settings, f
 
 
 def test_age_limit_sends_the_message_to_failed_jobs(stub_broker, stub_worker, settings):
-    from notifications.tasks import deliver_email
+    from notifications.tasks import ACTORS
 
-    message = deliver_email.message_with_options(kwargs={"delivery_id": 0}, max_age=1)
+    message = ACTORS["email"].message_with_options(kwargs={"delivery_id": 0}, max_age=1)
     message = message.copy(message_timestamp=message.message_timestamp - 60_000)
     stub_broker.enqueue(message)
     stub_broker.join("email", fail_fast=False)
@@ -296,7 +296,7 @@ def make_job(queue, actor_name, **fields):
     )
     defaults = {"failed_at": timezone.now()}
     defaults.update(fields)
-    pk = services.record_failure(message, RuntimeError("boom"))
+    pk = services.record_failure(message, RuntimeError("boom")).pk
     FailedJob.objects.filter(pk=pk).update(**defaults)
     return FailedJob.objects.get(pk=pk)
 
@@ -342,14 +342,14 @@ def test_synchronous_retry_that_fails_again_is_not_retried_in_the_same_run(setti
 
 def test_bulk_retry_enqueues_in_batches_that_a_worker_consumes(worker, django_user_model):
     from notifications.models import InAppNotification
-    from notifications.tasks import deliver_in_app
+    from notifications.tasks import ACTORS
 
     user = django_user_model.objects.create(username="ada")
     for number in range(30):
         delivery = Delivery.objects.create(
             idempotency_key=f"bulk-{number}", channel="in_app", template="in_app", recipient=str(user.pk)
         )
-        message = deliver_in_app.message(
+        message = ACTORS["in_app"].message(
             delivery_id=delivery.pk,
             channel="in_app",
             recipient=str(user.pk),

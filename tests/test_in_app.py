@@ -1,11 +1,13 @@
-"""Both ways the in-app channel writes its row: one PostgreSQL statement, or the portable two."""
+"""The in-app channel through the one delivery sequence: claim, insert, mark sent."""
+
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from notifications.channels.in_app import InAppChannel, insert_and_mark_sent
-from notifications.exceptions import AlreadyDelivered, PermanentDeliveryError
+from notifications.channels import get_channel
+from notifications.exceptions import PermanentDeliveryError
 from notifications.models import Delivery, InAppNotification
-from tests.conftest import test_database_url as database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -13,9 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def payload(django_user_model):
     user = django_user_model.objects.create(username="ada")
-    delivery = Delivery.objects.create(
-        idempotency_key="k", channel="in_app", template="in_app", recipient=user.pk
-    )
+    delivery = Delivery.objects.create(channel="in_app", template="in_app", recipient=user.pk)
     return {
         "delivery_id": delivery.pk,
         "channel": "in_app",
@@ -26,74 +26,59 @@ def payload(django_user_model):
     }
 
 
-def sent(payload):
+def status(payload):
     delivery = Delivery.objects.get(pk=payload["delivery_id"])
     return delivery.status, delivery.attempts
 
 
-@pytest.mark.parametrize("write", ["single_statement", "portable"])
-def test_each_way_writes_once_and_marks_the_delivery_sent(payload, write):
-    insert = insert_and_mark_sent if write == "single_statement" else InAppChannel().insert
+def left_sending(payload, *, ago):
+    Delivery.objects.filter(pk=payload["delivery_id"]).update(
+        status=Delivery.Status.SENDING, attempts=1, updated_at=timezone.now() - ago
+    )
 
-    assert insert(payload) is True
-    assert insert(payload) is False
+
+def test_delivering_twice_writes_one_notification(payload):
+    channel = get_channel("in_app")
+
+    channel.deliver(payload)
+    channel.deliver(payload)
 
     notification = InAppNotification.objects.get()
     assert (notification.title, notification.body, notification.link) == ("Hello", "Body", "/x")
     assert notification.delivery_id == payload["delivery_id"]
-    assert sent(payload) == (Delivery.Status.SENT, 1)
+    assert status(payload) == (Delivery.Status.SENT, 1)
 
 
-def test_portable_way_finishes_a_delivery_an_earlier_attempt_left_half_done(payload):
-    InAppNotification.objects.create(
-        recipient_id=payload["recipient"], delivery_id=payload["delivery_id"], title="t"
-    )
+def test_an_attempt_that_stopped_before_the_insert_is_sent_by_the_next(payload):
+    left_sending(payload, ago=timedelta(hours=1))
 
-    assert InAppChannel().insert(payload) is False
-    assert sent(payload)[0] == Delivery.Status.SENT
+    get_channel("in_app").deliver(payload)
 
-
-def test_deliver_once_says_already_delivered_the_second_time(payload):
-    InAppChannel().deliver_once(payload)
-    with pytest.raises(AlreadyDelivered):
-        InAppChannel().deliver_once(payload)
+    assert InAppNotification.objects.count() == 1
+    assert status(payload) == (Delivery.Status.SENT, 2)
 
 
-def test_deliver_once_for_a_missing_delivery_is_permanent(payload):
-    Delivery.objects.filter(pk=payload["delivery_id"]).delete()
+def test_an_attempt_that_stopped_after_the_insert_is_only_marked_sent(payload):
+    left_sending(payload, ago=timedelta(hours=1))
+    InAppNotification.objects.create(recipient_id=payload["recipient"], delivery_id=payload["delivery_id"])
+
+    assert get_channel("in_app").deliver(payload) is None
+
+    assert InAppNotification.objects.count() == 1
+    assert status(payload)[0] == Delivery.Status.SENT
+
+
+def test_a_missing_user_is_a_permanent_error(payload, django_user_model):
+    django_user_model.objects.all().delete()
+
     with pytest.raises(PermanentDeliveryError, match="does not exist"):
-        InAppChannel().deliver_once(payload)
+        get_channel("in_app").deliver(payload)
+
+    assert status(payload)[0] == Delivery.Status.FAILED
 
 
-def prepared_statements():
-    from django.db import connection
+def test_a_missing_delivery_is_a_permanent_error(payload):
+    Delivery.objects.all().delete()
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements")
-        return [statement for (statement,) in cursor.fetchall()]
-
-
-@pytest.mark.parametrize("prepared", [True, False])
-def test_the_single_statement_is_prepared_once_per_connection_unless_turned_off(payload, settings, prepared):
-    settings.DATABASE_PREPARED_STATEMENTS = prepared
-
-    insert_and_mark_sent(payload)
-
-    ours = [text for text in prepared_statements() if "INTO notifications_inappnotification" in text]
-    assert len(ours) == (1 if prepared else 0)
-
-
-def test_a_connection_lost_in_the_single_statement_is_marked_for_replacement(payload):
-    import psycopg
-    from django.db import OperationalError, connection
-
-    connection.ensure_connection()
-    pid = connection.connection.info.backend_pid
-    with psycopg.connect(database_url(), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-
-    with pytest.raises(OperationalError):
-        insert_and_mark_sent(payload)
-
-    assert connection.errors_occurred and not connection.is_usable()
-    connection.close()
+    with pytest.raises(PermanentDeliveryError, match="does not exist"):
+        get_channel("in_app").deliver(payload)

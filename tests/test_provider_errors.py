@@ -66,34 +66,42 @@ def test_smtp_errors(error, permanent, code):
     assert result.code == code
 
 
-def test_a_twilio_answer_is_not_chained_to_the_sdk_stack(fake_twilio):
-    from notifications.channels.twilio import send_message
+@pytest.fixture
+def sms_payload(db):
+    from notifications.models import Delivery
+
+    delivery = Delivery.objects.create(channel="sms", template="plain", recipient="+33612345678")
+    return {
+        "delivery_id": delivery.pk,
+        "channel": "sms",
+        "recipient": "+33612345678",
+        "template": "plain",
+        "context": {"text": "hi"},
+        "language": "en",
+    }
+
+
+def test_a_twilio_answer_is_translated_and_keeps_the_sdk_error_as_its_cause(fake_twilio, sms_payload):
+    from twilio.base.exceptions import TwilioRestException
+
+    from notifications.channels import get_channel
 
     fake_twilio.fail_next(503, 20503, "Service unavailable")
     with pytest.raises(TransientDeliveryError, match="Service unavailable") as raised:
-        send_message("+33612345678", "+15005550006", "hi")
+        get_channel("sms").deliver(sms_payload)
 
-    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert isinstance(raised.value.__cause__, TwilioRestException)
+    assert raised.value.code == 20503
 
 
-def test_a_network_error_keeps_its_stack(settings):
-    from notifications.channels.twilio import send_message
+def test_a_network_error_is_transient_and_keeps_its_stack(settings, sms_payload):
+    from notifications.channels import get_channel
 
     settings.TWILIO_API_BASE_URL = "http://127.0.0.1:1"
     with pytest.raises(TransientDeliveryError, match="Could not reach Twilio") as raised:
-        send_message("+33612345678", "+15005550006", "hi")
+        get_channel("sms").deliver(sms_payload)
 
     assert isinstance(raised.value.__cause__, requests.ConnectionError)
-
-
-def test_an_smtp_answer_is_not_chained_but_a_dropped_connection_is():
-    from notifications.provider_errors import cause_to_chain
-
-    refused = smtplib.SMTPDataError(554, b"rejected")
-    dropped = smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
-
-    assert cause_to_chain(refused) is None
-    assert cause_to_chain(dropped) is dropped
 
 
 @pytest.fixture
@@ -111,7 +119,7 @@ def proxy_environment(monkeypatch):
 def test_a_proxy_in_the_environment_is_used_for_twilio(fake_twilio, proxy_environment):
     from notifications.channels.twilio import send_message
 
-    with pytest.raises(TransientDeliveryError, match="Could not reach Twilio"):
+    with pytest.raises(requests.ConnectionError):
         send_message("+33612345678", "+15005550006", "hi")
 
     assert fake_twilio.requests_seen == 0

@@ -1,32 +1,130 @@
-"""What every channel does: check a call before anything is enqueued, then send one message."""
+"""What every channel does: check a call before anything is enqueued, then deliver one message.
 
+``deliver`` fixes the sequence for every channel: claim the Delivery row, send, record what
+happened. A channel fills in the steps (``send``, ``provider_error``, ...) and leaves the sequence
+alone. The Delivery row is the guard against sending twice: only the attempt that moves it from
+queued to sending sends.
+"""
+
+import logging
 import re
+from datetime import timedelta
+from typing import Any
 
-from ..exceptions import UnknownTemplate
+from django.utils import timezone
+
+from ..conf import setting
+from ..exceptions import (
+    DeliveryError,
+    DeliveryOutcomeUnknown,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UnknownTemplate,
+)
+from ..payload import Payload
+
+logger = logging.getLogger("notifications.delivery")
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
 class BaseChannel:
-    """A way of reaching people. Subclasses set ``name`` and implement the three steps."""
+    """A way of reaching people. Subclasses set ``label`` and implement the steps."""
 
+    #: Set from the channel's key in NOTIFICATIONS_CHANNELS.
     name = ""
-    #: True when the channel's ``deliver_once`` both sends and marks the delivery sent, at most once
-    #: (raising AlreadyDelivered otherwise), so the delivery row need not be claimed first.
-    guarded_by_constraint = False
+    label = ""
+    #: The id of the system check warning that the channel is not configured.
+    check_id = "notifications.W100"
 
-    def check_configured(self):
+    @property
+    def queue_name(self) -> str:
+        return self.name
+
+    @property
+    def actor_name(self) -> str:
+        return f"deliver_{self.name}"
+
+    # Checks made at call time, before anything is recorded.
+
+    def check_configured(self) -> None:
         """Raise ChannelNotConfigured naming the missing setting."""
 
-    def clean_recipient(self, recipient):
+    def clean_recipient(self, recipient: Any) -> str:
         """Return the recipient in canonical form, or raise InvalidRecipient."""
         raise NotImplementedError
 
-    def check_template(self, template, language):
+    def check_template(self, template: str, language: str) -> None:
         """Raise UnknownTemplate unless the template exists for this channel."""
         if not isinstance(template, str) or not TEMPLATE_NAME.match(template):
             raise UnknownTemplate(f"{template!r} is not a valid {self.name} template name.")
 
-    def send(self, payload):
-        """Send one message and return the provider's id for it; raise DeliveryError when refused."""
+    # The delivery, in a worker or synchronously.
+
+    def deliver(self, payload: Payload) -> str | None:
+        """Claim, send, record. Returns the provider's id, or None when it had been sent before."""
+        from ..models import Delivery
+
+        delivery_id = payload["delivery_id"]
+        if not self.claim(delivery_id):
+            return None
+        try:
+            provider_message_id = self.send(payload)
+        except Exception as error:
+            failure = error if isinstance(error, DeliveryError) else self.provider_error(error)
+            Delivery.objects.record_error(delivery_id, failure or error)
+            if failure is None or failure is error:
+                raise
+            raise failure from error
+        Delivery.objects.mark_sent(delivery_id, provider_message_id)
+        return provider_message_id
+
+    def send(self, payload: Payload) -> str:
+        """Send one message and return the provider's id for it."""
         raise NotImplementedError
+
+    def provider_error(self, error: Exception) -> DeliveryError | None:
+        """What a provider's exception means: permanent or transient; None for a bug of ours."""
+        return None
+
+    def delivered_before(self, delivery_id: int) -> bool | None:
+        """Whether an attempt that stopped mid-send delivered the message; None when nobody can know."""
+        return None
+
+    def claim(self, delivery_id: int) -> bool:
+        """True when this attempt may send; False when the delivery needs nothing more."""
+        from ..models import Delivery
+
+        if Delivery.objects.claim(delivery_id):
+            return True
+        delivery = Delivery.objects.filter(pk=delivery_id).first()
+        if delivery is None:
+            raise PermanentDeliveryError(f"Delivery {delivery_id} does not exist.")
+        if delivery.status == Delivery.Status.SENDING:
+            return self.claim_interrupted(delivery)
+        logger.info("Delivery %s is %s; not sending it again.", delivery_id, delivery.status)
+        return False
+
+    def claim_interrupted(self, delivery: Any) -> bool:
+        """The row says sending, but this is a new attempt: an earlier one died mid-send, or still runs."""
+        from ..models import Delivery
+
+        time_limit = timedelta(milliseconds=setting("NOTIFICATIONS_TIME_LIMIT_MS"))
+        wait = delivery.updated_at + time_limit - timezone.now()
+        if wait > timedelta(0):
+            raise TransientDeliveryError(
+                f"Delivery {delivery.pk} may still be in the hands of another attempt.",
+                delay=int(wait.total_seconds() * 1000) + 100,
+            )
+        delivered = self.delivered_before(delivery.pk)
+        if delivered:
+            Delivery.objects.mark_sent(delivery.pk, delivery.provider_message_id)
+            return False
+        if delivered is False:
+            return Delivery.objects.take_over(delivery.pk)
+        error = DeliveryOutcomeUnknown(
+            f"An earlier attempt at delivery {delivery.pk} stopped while sending; it may have been "
+            "delivered. Not sent again automatically: retry it from failed jobs to send it anyway."
+        )
+        Delivery.objects.record_error(delivery.pk, error)
+        raise error

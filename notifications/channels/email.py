@@ -1,5 +1,7 @@
 """Email through Django's email framework, so any EMAIL_BACKEND (SMTP, anymail, ...) works."""
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
@@ -7,8 +9,9 @@ from django.core.mail.message import make_msgid
 from django.core.mail.utils import DNS_NAME
 from django.core.validators import validate_email
 
-from ..exceptions import InvalidRecipient
-from ..provider_errors import cause_to_chain, smtp_error
+from ..exceptions import DeliveryError, InvalidRecipient
+from ..payload import Payload
+from ..provider_errors import smtp_error
 from ..rendering import find_template, render_html, render_text
 from .base import BaseChannel
 
@@ -22,9 +25,9 @@ PARTS = {
 class EmailChannel(BaseChannel):
     """Each email type is three templates: subject, text body and HTML body."""
 
-    name = "email"
+    label = "Email"
 
-    def clean_recipient(self, recipient):
+    def clean_recipient(self, recipient: Any) -> str:
         address = str(recipient or "").strip()
         try:
             validate_email(address)
@@ -32,21 +35,21 @@ class EmailChannel(BaseChannel):
             raise InvalidRecipient(f"{recipient!r} is not a valid email address.") from None
         return address
 
-    def check_template(self, template, language):
+    def check_template(self, template: str, language: str) -> None:
         super().check_template(template, language)
         for part, pattern in PARTS.items():
             find_template(pattern.format(template=template), language, html=part == "html")
 
-    def send(self, payload):
+    def send(self, payload: Payload) -> str:
         message = build_message(payload)
-        try:
-            message.send()
-        except Exception as error:
-            raise smtp_error(error) from cause_to_chain(error)
+        message.send()
         return message.extra_headers["Message-ID"]
 
+    def provider_error(self, error: Exception) -> DeliveryError:
+        return smtp_error(error)
 
-def build_message(payload):
+
+def build_message(payload: Payload) -> EmailMultiAlternatives:
     template, context, language = payload["template"], payload["context"], payload["language"]
     subject = render_text(PARTS["subject"].format(template=template), context, language)
     message = EmailMultiAlternatives(

@@ -1,27 +1,24 @@
 """In-app notifications: a row in InAppNotification, at most one per Delivery."""
 
 import contextlib
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
-from .. import statements
-from ..exceptions import AlreadyDelivered, InvalidRecipient, PermanentDeliveryError
+from ..exceptions import DeliveryError, InvalidRecipient, PermanentDeliveryError
+from ..payload import Payload
 from .base import BaseChannel
 
 
 class InAppChannel(BaseChannel):
-    """Sending is an insert that happens once per Delivery, with no claim and no transaction.
-
-    On PostgreSQL one statement marks the delivery sent and inserts the row, only if it was not sent
-    yet. Elsewhere the unique InAppNotification.delivery stops a redelivered message.
+    """Sending is an insert. The unique InAppNotification.delivery makes it happen once per Delivery,
+    so an attempt that stopped mid-send can be told apart from one that delivered.
     """
 
-    name = "in_app"
-    guarded_by_constraint = True
+    label = "In-app"
 
-    def clean_recipient(self, recipient):
+    def clean_recipient(self, recipient: Any) -> str:
         """Accept a user or a user's primary key; return the key."""
         user_model = get_user_model()
         if isinstance(recipient, user_model):
@@ -32,88 +29,36 @@ class InAppChannel(BaseChannel):
             return str(recipient)
         raise InvalidRecipient(f"{recipient!r} is not a user or a user id.")
 
-    def check_template(self, template, language):
+    def check_template(self, template: str, language: str) -> None:
         """In-app notifications carry their own title and body."""
 
-    def deliver_once(self, payload):
-        """Insert the notification and mark its delivery sent; AlreadyDelivered if it was before."""
-        from ..models import Delivery
-
-        if connection.vendor == "postgresql":
-            inserted = insert_and_mark_sent(payload)
-        else:
-            inserted = self.insert(payload)
-        if inserted:
-            return
-        if Delivery.objects.filter(pk=payload["delivery_id"], status=Delivery.Status.SENT).exists():
-            raise AlreadyDelivered()
-        raise missing_row(payload)
-
-    def insert(self, payload):
-        """The portable way: the insert, then the delivery update; a redelivery hits the constraint."""
-        from ..delivery import mark_sent
+    def send(self, payload: Payload) -> str:
         from ..models import InAppNotification
 
-        try:
-            with savepoint_if_in_transaction():
-                InAppNotification.objects.create(
-                    recipient_id=payload["recipient"], delivery_id=payload["delivery_id"], **content(payload)
-                )
-        except IntegrityError:
-            if InAppNotification.objects.filter(delivery_id=payload["delivery_id"]).exists():
-                mark_sent(payload["delivery_id"], "")  # an earlier attempt stopped between the two
-                return False
-            raise missing_row(payload) from None
-        mark_sent(payload["delivery_id"], "", attempt=True)
-        return True
-
-
-INSERT_AND_MARK_SENT = """
-    WITH claimed AS (
-        UPDATE notifications_delivery
-           SET status = %(sent)s, attempts = attempts + 1, sent_at = %(now)s,
-               updated_at = %(now)s, last_error = '', error_code = ''
-         WHERE id = %(delivery)s AND status <> %(sent)s
-     RETURNING id
-    )
-    INSERT INTO notifications_inappnotification
-           (recipient_id, delivery_id, title, body, link, created_at)
-    SELECT %(recipient)s, id, %(title)s, %(body)s, %(link)s, %(now)s FROM claimed
-    RETURNING id
-"""
-
-
-def insert_and_mark_sent(payload):
-    """One statement, so one round trip and one commit, prepared once per connection: the worker's hot
-    path on PostgreSQL.
-    """
-    from ..models import Delivery
-
-    parameters = {
-        "sent": Delivery.Status.SENT,
-        "now": timezone.now(),
-        "delivery": payload["delivery_id"],
-        "recipient": int(payload["recipient"]),
-        **content(payload),
-    }
-    try:
+        context = payload["context"]
         with savepoint_if_in_transaction():
-            return statements.execute(INSERT_AND_MARK_SENT, parameters) is not None
-    except IntegrityError:
-        raise missing_row(payload) from None
+            InAppNotification.objects.create(
+                recipient_id=payload["recipient"],
+                delivery_id=payload["delivery_id"],
+                title=context["title"],
+                body=context["body"],
+                link=context["link"],
+            )
+        return ""
+
+    def provider_error(self, error: Exception) -> DeliveryError | None:
+        if isinstance(error, IntegrityError):
+            return PermanentDeliveryError(
+                f"The user or the delivery does not exist, or was notified: {error}"
+            )
+        return None
+
+    def delivered_before(self, delivery_id: int) -> bool:
+        from ..models import InAppNotification
+
+        return InAppNotification.objects.filter(delivery_id=delivery_id).exists()
 
 
-def content(payload):
-    context = payload["context"]
-    return {"title": context["title"], "body": context["body"], "link": context["link"]}
-
-
-def missing_row(payload):
-    return PermanentDeliveryError(
-        f"User {payload['recipient']} or delivery {payload['delivery_id']} does not exist."
-    )
-
-
-def savepoint_if_in_transaction():
+def savepoint_if_in_transaction() -> Any:
     """A failed insert must not spoil a surrounding transaction; outside one, a savepoint is waste."""
     return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()

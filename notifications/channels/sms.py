@@ -2,5 +2,6 @@ from .twilio import TwilioChannel
 
 
 class SmsChannel(TwilioChannel):
-    name = "sms"
+    check_id = "notifications.W001"
+    label = "SMS"
     from_setting = "TWILIO_SMS_FROM"

@@ -1,16 +1,17 @@
 """The Twilio client shared by the SMS and WhatsApp channels."""
 
-import os
 import threading
+from typing import Any
 
 import phonenumbers
-import requests
-from django.conf import settings
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
-from ..exceptions import ChannelNotConfigured, InvalidRecipient, PermanentDeliveryError
-from ..provider_errors import cause_to_chain, twilio_error
+from ..conf import setting
+from ..exceptions import ChannelNotConfigured, DeliveryError, InvalidRecipient, PermanentDeliveryError
+from ..payload import Payload
+from ..provider_errors import twilio_error
 from ..rendering import find_template, render_text
 from .base import BaseChannel
 
@@ -20,47 +21,32 @@ _local = threading.local()
 
 
 class HttpClient(TwilioHttpClient):
-    """The SDK's client, reading the proxy settings once, and keeping the last response's headers to
-    honour Retry-After.
+    """The SDK's client, keeping the last response's headers to honour Retry-After."""
 
-    requests looks up HTTP(S)_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE in the environment on every
-    request, walking all of os.environ; that cost more CPU than the rest of the request. Here they are
-    read when the client is made, for the API's address.
-    """
+    last_headers: dict[str, str] = {}
 
-    last_headers = {}
-
-    def __init__(self, base_url, **options):
-        super().__init__(proxy=requests.utils.get_environ_proxies(base_url), **options)
-        self.session.trust_env = False
-        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-
-    def request(self, *args, **kwargs):
+    def request(self, *args: Any, **kwargs: Any) -> Response:
         response = super().request(*args, **kwargs)
         self.last_headers = response.headers or {}
         return response
 
 
-def twilio_client():
+def twilio_client() -> Client:
     """One client per thread: requests sessions are not thread-safe, and reuse keeps connections warm."""
-    key = (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_API_BASE_URL)
+    key = (setting("TWILIO_ACCOUNT_SID"), setting("TWILIO_AUTH_TOKEN"), setting("TWILIO_API_BASE_URL"))
     if getattr(_local, "key", None) != key:
-        http_client = HttpClient(settings.TWILIO_API_BASE_URL, timeout=settings.TWILIO_TIMEOUT)
-        client = Client(key[0], key[1], http_client=http_client)
-        client.api.base_url = settings.TWILIO_API_BASE_URL
+        client = Client(key[0], key[1], http_client=HttpClient(timeout=setting("TWILIO_TIMEOUT")))
+        client.api.base_url = key[2]
         _local.key, _local.client = key, client
     return _local.client
 
 
-def send_message(to, from_, body):
-    client = twilio_client()
-    try:
-        return client.messages.create(to=to, from_=from_, body=body).sid
-    except Exception as error:
-        raise twilio_error(error, client.http_client.last_headers) from cause_to_chain(error)
+def send_message(to: str, from_: str, body: str) -> str:
+    """Send one message through Twilio and return its SID; Twilio's own exceptions propagate."""
+    return twilio_client().messages.create(to=to, from_=from_, body=body).sid
 
 
-def clean_phone_number(value):
+def clean_phone_number(value: Any) -> str:
     """Return the number in E.164 form (+33612345678), or raise InvalidRecipient."""
     text = str(value or "").strip()
     try:
@@ -80,22 +66,22 @@ class TwilioChannel(BaseChannel):
     from_setting = ""
     address_prefix = ""
 
-    def check_configured(self):
-        for setting in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", self.from_setting):
-            if not getattr(settings, setting, ""):
-                raise ChannelNotConfigured(self.name, setting)
+    def check_configured(self) -> None:
+        for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", self.from_setting):
+            if not setting(name):
+                raise ChannelNotConfigured(self.name, name)
 
-    def clean_recipient(self, recipient):
+    def clean_recipient(self, recipient: Any) -> str:
         return clean_phone_number(recipient)
 
-    def template_pattern(self, template):
+    def template_pattern(self, template: str) -> str:
         return f"notifications/{self.name}/{template}/{{language}}.txt"
 
-    def check_template(self, template, language):
+    def check_template(self, template: str, language: str) -> None:
         super().check_template(template, language)
         find_template(self.template_pattern(template), language)
 
-    def render(self, payload):
+    def render(self, payload: Payload) -> str:
         pattern = self.template_pattern(payload["template"])
         body = render_text(pattern, payload["context"], payload["language"]).strip()
         if len(body) > MAX_BODY_CHARS:
@@ -104,7 +90,10 @@ class TwilioChannel(BaseChannel):
             )
         return body
 
-    def send(self, payload):
+    def send(self, payload: Payload) -> str:
         self.check_configured()
-        sender = self.address_prefix + getattr(settings, self.from_setting).removeprefix(self.address_prefix)
+        sender = self.address_prefix + setting(self.from_setting).removeprefix(self.address_prefix)
         return send_message(self.address_prefix + payload["recipient"], sender, self.render(payload))
+
+    def provider_error(self, error: Exception) -> DeliveryError:
+        return twilio_error(error, twilio_client().http_client.last_headers)

@@ -1,0 +1,22 @@
+"""The settings failedjobs reads, with their defaults: a project that sets none of them still works."""
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Off: messages run synchronously in the sending process. On: they go to the Dramatiq broker.
+    "QUEUE_ENABLED": False,
+    # After the broker fails, messages run synchronously for this long instead of each waiting for
+    # a connection timeout.
+    "FAILED_JOBS_BROKER_RETRY_AFTER_S": 5.0,
+    "FAILED_JOBS_RETENTION_DAYS": 90,
+    "FAILED_JOBS_DONE_RETENTION_DAYS": 30,
+    # The keyword argument of a failed message that the admin lists, masked, as its recipient.
+    "FAILED_JOBS_RECIPIENT_KWARG": "recipient",
+}
+
+
+def setting(name: str) -> Any:
+    """The project's value of a failedjobs setting, else its default."""
+    return getattr(settings, name, DEFAULTS[name])

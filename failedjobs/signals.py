@@ -1,0 +1,13 @@
+"""Signals for the apps that send messages through failedjobs' store, as django-anymail's are.
+
+- ``job_failed``: a message failed for good and is now a FailedJob row. Arguments: ``message`` (the
+  Dramatiq message), ``exception`` (the error, or None when it was recovered from Redis and only its
+  text is known), ``error`` (one line: the error's class and text) and ``job_id``.
+- ``jobs_retried``: failed jobs are being sent again, inside the transaction that marks them retried
+  and before their messages reach the broker. Argument: ``messages``, the fresh copies.
+"""
+
+from django.dispatch import Signal
+
+job_failed = Signal()
+jobs_retried = Signal()

@@ -1,0 +1,34 @@
+"""The settings notifications reads, with their defaults: a project that sets none of them still works.
+
+Read them with ``setting(name)``; the README's configuration table documents each.
+"""
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "NOTIFICATIONS_CHANNELS": {
+        "email": "notifications.channels.email.EmailChannel",
+        "sms": "notifications.channels.sms.SmsChannel",
+        "whatsapp": "notifications.channels.whatsapp.WhatsAppChannel",
+        "in_app": "notifications.channels.in_app.InAppChannel",
+    },
+    "NOTIFICATIONS_MAX_RETRIES": 5,
+    "NOTIFICATIONS_MIN_BACKOFF_MS": 30_000,
+    "NOTIFICATIONS_MAX_BACKOFF_MS": 3_600_000,
+    "NOTIFICATIONS_TIME_LIMIT_MS": 60_000,
+    "NOTIFICATIONS_MAX_PAYLOAD_BYTES": 64 * 1024,
+    "TWILIO_ACCOUNT_SID": "",
+    "TWILIO_AUTH_TOKEN": "",
+    "TWILIO_SMS_FROM": "",
+    "TWILIO_WHATSAPP_FROM": "",
+    "TWILIO_API_BASE_URL": "https://api.twilio.com",
+    "TWILIO_TIMEOUT": 15.0,
+    "METRICS_TOKEN": "",
+}
+
+
+def setting(name: str) -> Any:
+    """The project's value of a notifications setting, else its default."""
+    return getattr(settings, name, DEFAULTS[name])

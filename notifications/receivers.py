@@ -1,0 +1,31 @@
+"""How notifications follows its messages through failedjobs: failedjobs knows nothing of deliveries.
+
+Connected in NotificationsConfig.ready().
+"""
+
+from typing import Any
+
+from dramatiq import Message
+
+from .models import Delivery
+from .tasks import ACTOR_NAMES
+
+
+def delivery_id(message: Message) -> int | None:
+    if message.actor_name in ACTOR_NAMES:
+        return message.kwargs.get("delivery_id")
+    return None
+
+
+def mark_delivery_failed(sender: Any, *, message: Message, error: str, **kwargs: Any) -> None:
+    """A delivery message failed for good: its Delivery is failed, with the error that ended it."""
+    pk = delivery_id(message)
+    if pk is not None:
+        Delivery.objects.mark_failed(pk, error)
+
+
+def requeue_deliveries(sender: Any, *, messages: list[Message], **kwargs: Any) -> None:
+    """An operator retries failed delivery messages: their deliveries are waiting again."""
+    pks = [pk for pk in map(delivery_id, messages) if pk is not None]
+    if pks:
+        Delivery.objects.requeue(pks)
