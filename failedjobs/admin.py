@@ -1,5 +1,6 @@
 import json
 import re
+from typing import cast
 
 import dramatiq
 from django.contrib import admin, messages
@@ -54,7 +55,7 @@ class EstimatedCountPaginator(Paginator):
 
     def planner_estimate(self):
         """The planner's row estimate for the list's query, or None off PostgreSQL."""
-        queryset = self.object_list
+        queryset = cast(QuerySet, self.object_list)
         if connections[queryset.db].vendor != "postgresql":
             return None
         plan = json.loads(queryset.explain(format="json"))
@@ -66,7 +67,9 @@ class ActorAttributeFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         actors = dramatiq.get_broker().actors.values()
-        return [(name, name) for name in sorted({getattr(actor, self.parameter_name) for actor in actors})]
+        return [
+            (name, name) for name in sorted({getattr(actor, str(self.parameter_name)) for actor in actors})
+        ]
 
     def queryset(self, request, queryset):
         # Any value is accepted, so that jobs of an actor since removed can still be found.

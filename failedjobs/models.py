@@ -74,5 +74,5 @@ class FailedJob(models.Model):
             models.Index(fields=["actor_name", "-failed_at"], name="failedjob_actor_failed_at"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.actor_name} {self.message_id}"

@@ -12,13 +12,17 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import dramatiq
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from dramatiq import Message
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name, xq_name
+from redis import Redis
 
 from . import dispatch
 from .conf import setting
@@ -26,6 +30,9 @@ from .models import FailedJob
 from .signals import job_failed, jobs_retried
 
 logger = logging.getLogger(__name__)
+
+#: What the middleware hands over (a proxy) or a synchronous run has (the message itself).
+AnyMessage = Message[Any] | MessageProxy
 
 #: Message options that belong to one run of a message, not to the message itself.
 RUNTIME_OPTIONS = {"retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "attempts"}
@@ -44,7 +51,7 @@ class RetryResult:
 
 
 def fail_message(
-    message: Message,
+    message: AnyMessage,
     exception: BaseException | None = None,
     *,
     attempts: int | None = None,
@@ -76,7 +83,7 @@ def underlying_error(exception: BaseException | None) -> BaseException | None:
 
 
 def record_failure(
-    message: Message,
+    message: AnyMessage,
     exception: BaseException | None = None,
     *,
     attempts: int | None = None,
@@ -197,10 +204,11 @@ def retry_jobs(
     while limit is None or result.retried < limit:
         size = batch_size if limit is None else min(batch_size, limit - result.retried)
         batch = pending.filter(pk__gt=last_pk, pk__lte=newest_pk).values("pk")[:size]
-        retried, last_pk = retry_batch(batch)
-        if not retried:
+        retried, highest_pk = retry_batch(batch)
+        if not retried or highest_pk is None:
             break
         result.retried += retried
+        last_pk = highest_pk
     return result
 
 
@@ -266,34 +274,32 @@ def purge_old_jobs(
     return delete_jobs(old) + delete_jobs(done)
 
 
-def forget_dead_letter(broker: dramatiq.Broker, message: Message) -> None:
+def forget_dead_letter(broker: dramatiq.Broker, message: AnyMessage) -> None:
     """Drop a message from Redis's dead-letter queue once it is safe in the database."""
     redis_id = message.options.get("redis_message_id")
     client = getattr(broker, "client", None)
     if redis_id is None or client is None:
         return
-    key = f"{broker.namespace}:{xq_name(q_name(message.queue_name))}"
+    key = f"{getattr(broker, 'namespace', 'dramatiq')}:{xq_name(q_name(message.queue_name))}"
     pipe = client.pipeline(transaction=False)
     pipe.zrem(key, redis_id)
     pipe.hdel(f"{key}.msgs", redis_id)
     pipe.execute()
 
 
-def reconcile_dead_letters(
-    broker: dramatiq.Broker | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
-) -> int:
+def reconcile_dead_letters(broker: RedisBroker | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """File every message in Redis's dead-letter queues that is not in FailedJob yet.
 
     Catches the failures whose recording failed (the database was down). Returns how many were added.
     """
-    broker = broker or dramatiq.get_broker()
+    broker = broker or cast(RedisBroker, dramatiq.get_broker())
     added = 0
     for key in broker.client.scan_iter(match=f"{broker.namespace}:*.XQ", count=1000):
         added += reconcile_queue(broker, key.decode(), batch_size)
     return added
 
 
-def reconcile_queue(broker: dramatiq.Broker, key: str, batch_size: int) -> int:
+def reconcile_queue(broker: RedisBroker, key: str, batch_size: int) -> int:
     added = 0
     for redis_ids, blobs in dead_letter_batches(broker.client, key, batch_size):
         messages = [Message.decode(blob) for blob in blobs if blob is not None]
@@ -313,11 +319,9 @@ def reconcile_queue(broker: dramatiq.Broker, key: str, batch_size: int) -> int:
     return added
 
 
-def dead_letter_batches(
-    client, key: str, batch_size: int
-) -> Iterator[tuple[list[bytes], list[bytes | None]]]:
+def dead_letter_batches(client: Redis, key: str, batch_size: int) -> Iterator[tuple[list, list]]:
     while True:
-        redis_ids = client.zrange(key, 0, batch_size - 1)
+        redis_ids = cast(list[bytes], client.zrange(key, 0, batch_size - 1))
         if not redis_ids:
             return
         yield redis_ids, client.hmget(f"{key}.msgs", redis_ids)

@@ -4,6 +4,8 @@ Workers export their own metrics (messages, errors, retries, durations) through 
 Prometheus middleware when METRICS_ENABLED is on.
 """
 
+from datetime import timedelta
+
 import dramatiq
 import redis
 from django.db.models import Count
@@ -34,7 +36,7 @@ class PipelineCollector:
             f"Notifications created in the last {DELIVERY_WINDOW_HOURS} hours, by channel and status.",
             labels=["channel", "status"],
         )
-        since = timezone.now() - timezone.timedelta(hours=DELIVERY_WINDOW_HOURS)
+        since = timezone.now() - timedelta(hours=DELIVERY_WINDOW_HOURS)
         rows = (
             Delivery.objects.filter(created_at__gte=since).values("channel", "status").annotate(n=Count("id"))
         )
@@ -75,7 +77,7 @@ def dead_letter_counts():
         return []
     try:
         return [
-            (queue, client.zcard(f"{broker.namespace}:{queue}.XQ"))
+            (queue, client.zcard(f"{getattr(broker, 'namespace', 'dramatiq')}:{queue}.XQ"))
             for queue in sorted(broker.get_declared_queues())
         ]
     except redis.RedisError:

@@ -48,7 +48,7 @@ def twilio_error(error: Exception, headers: Mapping[str, str] | None = None) -> 
 def retry_after_ms(headers: Mapping[str, str]) -> int | None:
     """Retry-After in seconds, as milliseconds; None when absent or not a number of seconds."""
     try:
-        return max(0, int(float(headers.get("Retry-After")) * 1000))
+        return max(0, int(float(headers.get("Retry-After", "")) * 1000))
     except (TypeError, ValueError):
         return None
 

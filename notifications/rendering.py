@@ -1,16 +1,19 @@
 """Template lookup and rendering for every channel, in the recipient's language."""
 
+from typing import cast
+
 from django.conf import settings
-from django.template import Context, TemplateDoesNotExist, engines
+from django.template import Context, Engine, TemplateDoesNotExist, engines
+from django.template.backends.django import DjangoTemplates
 from django.template.loader import select_template
 from django.utils import translation
 
 from .exceptions import InvalidNotification, UnknownTemplate
 
 
-def text_engine():
+def text_engine() -> Engine:
     """The project's template engine; text parts are rendered with a Context that does not escape."""
-    return engines["django"].engine
+    return cast(DjangoTemplates, engines["django"]).engine
 
 
 def resolve_language(language=None):

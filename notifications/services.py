@@ -10,8 +10,8 @@ message to a worker when the surrounding transaction commits. Each returns the D
 """
 
 import uuid
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import dramatiq
 from django.db import connection, transaction
@@ -29,6 +29,24 @@ from .rendering import resolve_language
 from .tasks import ACTORS
 
 REMINDER_LEADS = ("day_before", "hour_before")
+
+
+class SendOptions(TypedDict, total=False):
+    """The keyword arguments every method of NotificationsService takes (see its docstring)."""
+
+    language: str | None
+    idempotency_key: str | None
+    dedup_key: str
+    dedup_window: timedelta | None
+
+
+class Appointment(TypedDict):
+    id: Any
+    starts_at: datetime
+    location: NotRequired[str]
+    with_name: NotRequired[str]
+
+
 ABANDON_RECOVERY_WINDOW = timedelta(hours=24)
 
 
@@ -43,15 +61,32 @@ class NotificationsService:
       window returns the earlier Delivery and sends nothing.
     """
 
-    def send_verification_email(self, email, *, verification_url, name="", **options):
+    def send_verification_email(
+        self, email: str, *, verification_url: str, name: str = "", **options: Unpack[SendOptions]
+    ) -> Delivery:
         context = {"verification_url": verification_url, "name": name}
         return self.notify("email", email, "verification", context, **options)
 
-    def send_invitation_email(self, email, *, invite_url, inviter_name, organisation="", **options):
+    def send_invitation_email(
+        self,
+        email: str,
+        *,
+        invite_url: str,
+        inviter_name: str,
+        organisation: str = "",
+        **options: Unpack[SendOptions],
+    ) -> Delivery:
         context = {"invite_url": invite_url, "inviter_name": inviter_name, "organisation": organisation}
         return self.notify("email", email, "invitation", context, **options)
 
-    def send_appointment_confirmation(self, recipient, *, appointment, channel="email", **options):
+    def send_appointment_confirmation(
+        self,
+        recipient: str,
+        *,
+        appointment: Appointment,
+        channel: str = "email",
+        **options: Unpack[SendOptions],
+    ) -> Delivery:
         """``appointment``: a dict with ``id``, ``starts_at`` (aware), ``location``, ``with_name``."""
         context = appointment_context(appointment)
         options.setdefault(
@@ -59,7 +94,15 @@ class NotificationsService:
         )
         return self.notify(channel, recipient, "appointment_confirmation", context, **options)
 
-    def send_appointment_reminder(self, recipient, *, appointment, lead, channel="sms", **options):
+    def send_appointment_reminder(
+        self,
+        recipient: str,
+        *,
+        appointment: Appointment,
+        lead: str,
+        channel: str = "sms",
+        **options: Unpack[SendOptions],
+    ) -> Delivery:
         """``lead``: "day_before" or "hour_before". One reminder per appointment time, lead and channel."""
         if lead not in REMINDER_LEADS:
             raise InvalidNotification(f"lead must be one of {', '.join(REMINDER_LEADS)}, not {lead!r}.")
@@ -68,7 +111,9 @@ class NotificationsService:
         options.setdefault("idempotency_key", key)
         return self.notify(channel, recipient, f"appointment_reminder_{lead}", context, **options)
 
-    def send_abandon_recovery(self, email, *, resume_url, name="", **options):
+    def send_abandon_recovery(
+        self, email: str, *, resume_url: str, name: str = "", **options: Unpack[SendOptions]
+    ) -> Delivery:
         """Nudge someone who left sign-up half-way; at most once per address a day by default."""
         options.setdefault("dedup_key", f"abandon-recovery:{email}")
         options.setdefault("dedup_window", ABANDON_RECOVERY_WINDOW)
@@ -76,7 +121,9 @@ class NotificationsService:
             "email", email, "abandon_recovery", {"resume_url": resume_url, "name": name}, **options
         )
 
-    def create_inapp_notification(self, user, *, title, body="", link="", **options):
+    def create_inapp_notification(
+        self, user: Any, *, title: str, body: str = "", link: str = "", **options: Unpack[SendOptions]
+    ) -> Delivery:
         if not title or len(title) > 200:
             raise InvalidNotification("An in-app notification needs a title of 1 to 200 characters.")
         if len(link) > 500:
@@ -84,32 +131,34 @@ class NotificationsService:
         context = {"title": title, "body": body, "link": link}
         return self.notify("in_app", user, "in_app", context, **options)
 
-    def send_email(self, to, *, subject, text, html="", **options):
+    def send_email(
+        self, to: str, *, subject: str, text: str, html: str = "", **options: Unpack[SendOptions]
+    ) -> Delivery:
         """A plain email. ``html`` is trusted markup; by default the HTML part is the text, line-broken."""
         if not subject or not text:
             raise InvalidNotification("A plain email needs a subject and a text.")
         return self.notify("email", to, "plain", {"subject": subject, "text": text, "html": html}, **options)
 
-    def send_sms(self, to, *, text, **options):
+    def send_sms(self, to: str, *, text: str, **options: Unpack[SendOptions]) -> Delivery:
         check_text_message(text)
         return self.notify("sms", to, "plain", {"text": text}, **options)
 
-    def send_whatsapp(self, to, *, text, **options):
+    def send_whatsapp(self, to: str, *, text: str, **options: Unpack[SendOptions]) -> Delivery:
         check_text_message(text)
         return self.notify("whatsapp", to, "plain", {"text": text}, **options)
 
     def notify(
         self,
-        channel_name,
-        recipient,
-        template,
-        context,
+        channel_name: str,
+        recipient: Any,
+        template: str,
+        context: dict[str, Any],
         *,
-        language=None,
-        idempotency_key=None,
-        dedup_key="",
-        dedup_window=None,
-    ):
+        language: str | None = None,
+        idempotency_key: str | None = None,
+        dedup_key: str = "",
+        dedup_window: timedelta | None = None,
+    ) -> Delivery:
         """Send ``template`` on a channel; every method above comes down to this one."""
         channel = get_channel(channel_name)
         channel.check_configured()
@@ -128,7 +177,7 @@ class NotificationsService:
         return create_and_schedule(payload, idempotency_key, dedup_key)
 
 
-def check_text_message(text):
+def check_text_message(text: Any) -> None:
     if not isinstance(text, str) or not text.strip():
         raise InvalidNotification("A text message needs a non-empty text.")
     if len(text) > MAX_BODY_CHARS:
@@ -137,7 +186,7 @@ def check_text_message(text):
         )
 
 
-def check_payload_size(context):
+def check_payload_size(context: dict[str, Any]) -> None:
     try:
         encoded = dramatiq.get_encoder().encode(context)
     except (TypeError, ValueError) as error:
@@ -147,7 +196,9 @@ def check_payload_size(context):
         raise InvalidPayload(f"The notification context is {len(encoded)} bytes; the limit is {limit}.")
 
 
-def create_unless_duplicate(payload, idempotency_key, dedup_key, window):
+def create_unless_duplicate(
+    payload: dict[str, Any], idempotency_key: str | None, dedup_key: str, window: timedelta | None
+) -> Delivery:
     """The earlier Delivery with this dedup key inside the window, or a new one.
 
     On PostgreSQL, calls with the same key take turns (an advisory lock held until the transaction
@@ -163,25 +214,27 @@ def create_unless_duplicate(payload, idempotency_key, dedup_key, window):
         return create_and_schedule(payload, idempotency_key, dedup_key)
 
 
-def create_and_schedule(payload, idempotency_key, dedup_key):
+def create_and_schedule(payload: dict[str, Any], idempotency_key: str | None, dedup_key: str) -> Delivery:
     delivery, created = create_delivery(payload, idempotency_key, dedup_key)
     if created:
         schedule(delivery, payload)
     return delivery
 
 
-def lock_key(key):
+def lock_key(key: str) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
 
 
-def recent_duplicate(dedup_key, window):
+def recent_duplicate(dedup_key: str, window: timedelta) -> Delivery | None:
     since = timezone.now() - window
     return Delivery.objects.filter(dedup_key=dedup_key, created_at__gte=since).order_by("-created_at").first()
 
 
-def create_delivery(payload, idempotency_key, dedup_key):
+def create_delivery(
+    payload: dict[str, Any], idempotency_key: str | None, dedup_key: str
+) -> tuple[Delivery, bool]:
     """Insert the Delivery and say whether it is new; a caller's key used before gives the earlier one."""
     fields = {
         "channel": payload["channel"],
@@ -209,7 +262,7 @@ def schedule(delivery: Delivery, fields: dict[str, Any]) -> None:
     transaction.on_commit(lambda: dispatch.send(message))
 
 
-def appointment_context(appointment):
+def appointment_context(appointment: Appointment) -> dict[str, str]:
     try:
         starts_at = appointment["starts_at"]
         context = {
@@ -228,5 +281,5 @@ def appointment_context(appointment):
     return context
 
 
-def appointment_key(appointment):
+def appointment_key(appointment: Appointment) -> str:
     return f"{appointment['id']}:{appointment['starts_at'].isoformat()}"

@@ -37,12 +37,8 @@ def delivery_function(channel: BaseChannel) -> Callable[..., None]:
 
 
 def declare_actor(channel: BaseChannel) -> dramatiq.Actor:
-    return dramatiq.actor(
-        delivery_function(channel),
-        actor_name=channel.actor_name,
-        queue_name=channel.queue_name,
-        **retry_options(),
-    )
+    declare = dramatiq.actor(actor_name=channel.actor_name, queue_name=channel.queue_name, **retry_options())
+    return declare(delivery_function(channel))
 
 
 #: The actor of each channel, by channel name.

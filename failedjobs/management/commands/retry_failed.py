@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -12,7 +14,7 @@ def moment(value):
         day = parse_date(value)
         if day is None:
             raise CommandError(f"{value!r} is not a date (2026-11-23) or a datetime (2026-11-23T14:00).")
-        parsed = timezone.datetime(day.year, day.month, day.day)
+        parsed = datetime(day.year, day.month, day.day)
     return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
 
 
