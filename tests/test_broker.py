@@ -344,6 +344,11 @@ def test_the_pinned_dramatiq_takes_the_speedups():
     assert why_speedups_cannot_run() is None
 
 
+def test_the_projects_broker_runs_as_configured():
+    """The broker the other test modules use: CI's second pass runs them on Dramatiq's own."""
+    assert dramatiq.get_broker().speedups is SPEEDUPS_ON
+
+
 def broker_warnings(caplog):
     return [record for record in caplog.records if record.name == "notifications.broker"]
 
