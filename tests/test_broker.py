@@ -333,14 +333,17 @@ def test_enqueues_pushed_by_dramatiq_itself_wake_the_consumer_too(broker):
     assert broker.client.llen(broker.wake_key(QUEUE)) == 1
 
 
-def pinned_dramatiq_version():
-    requirements = (ROOT / "requirements.txt").read_text().splitlines()
-    return next(line.split("==")[1] for line in requirements if line.startswith("dramatiq"))
+#: The Dramatiq whose private parts notifications/broker.py was written against. After an upgrade
+#: that changed them, the speed-ups are off and their tests skipped, and CI still passes; update this
+#: when the broker is adapted to the new version.
+SPEEDUPS_WRITTEN_FOR = "2.2.1"
 
 
-@pytest.mark.skipif(dramatiq.__version__ != pinned_dramatiq_version(), reason="not the pinned Dramatiq")
-def test_the_pinned_dramatiq_takes_the_speedups():
-    """Otherwise the tests of the speed-ups would all be skipped without a word."""
+@pytest.mark.skipif(
+    dramatiq.__version__ != SPEEDUPS_WRITTEN_FOR, reason=f"not Dramatiq {SPEEDUPS_WRITTEN_FOR}"
+)
+def test_the_dramatiq_the_speedups_were_written_for_takes_them():
+    """Otherwise the tests of the speed-ups would be skipped without a word."""
     assert why_speedups_cannot_run() is None
 
 
