@@ -315,7 +315,8 @@ def test_a_worker_runs_a_retry_after_its_backoff(broker):
         wait_until(lambda: len(attempts) == 2, timeout=10, message="the retry")
     finally:
         worker.stop()
-    assert attempts[1] - attempts[0] >= 20
+    # Dramatiq's jitter brings a backoff past max_backoff down to 50-100% of it: 10 to 20 ms here.
+    assert attempts[1] - attempts[0] >= 10
 
 
 def blocked_clients(broker):
