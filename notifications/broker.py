@@ -11,21 +11,28 @@ Acks and batches are grouped too. Dramatiq sends one round trip per processed me
 that was the worker's largest cost: here the acks made while one is on its way go together in the
 next (AckGroup). enqueue_many sends a batch with one script call per queue.
 
-This mirrors dramatiq 2.2's RedisBroker (the arguments of its dispatch script and its consumer loop);
-the version is pinned in requirements.txt and tests/test_broker.py runs both against Redis.
+These speed-ups mirror dramatiq 2.2's private parts (its dispatch script and its consumer loop); the
+version is pinned in requirements.txt and tests/test_broker.py runs both against Redis. They are
+optional: with speedups=False, or with a Dramatiq whose private parts are not the ones known here,
+the broker is Dramatiq's own RedisBroker (its script, its consumer, no wake lists), and in the second
+case it logs why once, so that upgrading Dramatiq never stops the broker from starting.
 """
 
+import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 
+import dramatiq
 import redis
-from django.core.exceptions import ImproperlyConfigured
-from dramatiq.broker import MessageProxy
+from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers import redis as dramatiq_redis
 from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
+
+logger = logging.getLogger(__name__)
 
 #: A wake list left behind by stopped workers disappears after this long.
 WAKE_TOKEN_TTL_S = 60
@@ -68,7 +75,47 @@ ACK_MANY_LUA = """
 """
 
 
-def waking_dispatch_script():
+def speedups_can_run() -> bool:
+    """Whether the installed Dramatiq takes the speed-ups; when it does not, log why."""
+    reason = why_speedups_cannot_run()
+    if reason is not None:
+        logger.warning(
+            "Redis broker speed-ups are off: %s (dramatiq %s). Workers poll their queues and send one ack "
+            "per message, as with Dramatiq's own RedisBroker. Use the Dramatiq version pinned in "
+            "requirements.txt to get them back, or turn them off (REDIS_BROKER_SPEEDUPS=false) to silence "
+            "this warning.",
+            reason,
+            getattr(dramatiq, "__version__", "unknown version"),
+        )
+    return reason is None
+
+
+def why_speedups_cannot_run() -> str | None:
+    """Why the installed Dramatiq's private parts cannot take the speed-ups; None when they can."""
+    scripts = getattr(dramatiq_redis, "_scripts", None)
+    if not isinstance(scripts, dict) or "dispatch" not in scripts:
+        return "dramatiq.brokers.redis._scripts has no dispatch script"
+    if not isinstance(getattr(dramatiq_redis, "_RedisConsumer", None), type):
+        return "dramatiq.brokers.redis._RedisConsumer is missing"
+    if not callable(getattr(dramatiq_redis.RedisBroker, "_max_unpack_size", None)):
+        return "dramatiq.brokers.redis.RedisBroker._max_unpack_size is missing"
+    script = stock_dispatch_script()
+    if script is None or script.count(ENQUEUE_LUA) != 1 or script.count(ACK_LUA) != 1:
+        return "Dramatiq's Redis dispatch script is not the one this broker knows"
+    return None
+
+
+def stock_dispatch_script() -> str | None:
+    script = dramatiq_redis._scripts["dispatch"]
+    if isinstance(script, str):
+        return script
+    try:
+        return script.decode()
+    except (AttributeError, UnicodeDecodeError):
+        return None
+
+
+def waking_dispatch_script() -> str:
     """Dramatiq's dispatch script, with two changes.
 
     - enqueue takes any number of (message id, message) pairs, all for one queue, and pushes a token
@@ -76,29 +123,32 @@ def waking_dispatch_script():
       has room for.
     - ack takes any number of message ids, as requeue does.
 
-    With one message, both do what they did.
+    With one message, both do what they did. Only for a script that why_speedups_cannot_run accepts.
     """
-    script = dramatiq_redis._scripts["dispatch"].decode()
-    if script.count(ENQUEUE_LUA) != 1 or script.count(ACK_LUA) != 1:
-        raise ImproperlyConfigured(
-            "notifications.broker.RedisBroker does not recognise this Dramatiq's Redis dispatch script; "
-            "use the Dramatiq version pinned in requirements.txt."
-        )
+    script = stock_dispatch_script()
     return script.replace(ENQUEUE_LUA, ENQUEUE_MANY_AND_WAKE_LUA).replace(ACK_LUA, ACK_MANY_LUA)
 
 
 class RedisBroker(dramatiq_redis.RedisBroker):
     """Takes RedisBroker's arguments. Connection options (socket_timeout, socket_connect_timeout, ...)
     apply with ``url`` too; Dramatiq's own broker drops them when given a URL.
+
+    ``speedups=False`` makes it Dramatiq's own broker apart from that; so does a Dramatiq whose private
+    parts are not the ones this module knows, with a warning. ``self.speedups`` tells which it is.
     """
 
-    def __init__(self, *, url=None, client=None, **options):
+    def __init__(self, *, url: str | None = None, client=None, speedups: bool = True, **options) -> None:
         broker_options = {name: options.pop(name) for name in BROKER_OPTIONS if name in options}
         if url is not None:
             client = redis.Redis.from_url(url, **options)
         elif client is None:
             client = redis.Redis(**options)
         super().__init__(client=client, **broker_options)
+        self.speedups = speedups and speedups_can_run()
+        if self.speedups:
+            self.start_speedups()
+
+    def start_speedups(self) -> None:
         self.scripts["dispatch"] = self.client.register_script(waking_dispatch_script())
         socket_timeout = self.client.connection_pool.connection_kwargs.get("socket_timeout")
         # A blocking wait must end before the socket times out.
@@ -108,13 +158,19 @@ class RedisBroker(dramatiq_redis.RedisBroker):
 
     @property
     def consumer_class(self):
-        return WakingConsumer
+        return WakingConsumer if self.speedups else super().consumer_class
 
-    def wake_key(self, queue_name):
+    def wake_key(self, queue_name: str) -> str:
         return f"{self.namespace}:{queue_name}.wake"
 
-    def enqueue_many(self, messages):
-        """enqueue() for many undelayed messages: one dispatch call per queue, all in one round trip."""
+    def enqueue_many(self, messages: Iterable[Message]) -> list[Message]:
+        """enqueue() for many undelayed messages; with the speed-ups, all in one round trip."""
+        if not self.speedups:
+            return [self.enqueue(message) for message in messages]
+        return self.enqueue_in_one_round_trip(messages)
+
+    def enqueue_in_one_round_trip(self, messages: Iterable[Message]) -> list[Message]:
+        """One dispatch call per queue, all in one pipeline."""
         enqueued, by_queue = [], {}
         for message in messages:
             message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
@@ -129,7 +185,7 @@ class RedisBroker(dramatiq_redis.RedisBroker):
             self.emit_after("enqueue", message, None)
         return enqueued
 
-    def dispatch_enqueue(self, pipeline, queue_name, messages):
+    def dispatch_enqueue(self, pipeline, queue_name: str, messages: list[Message]) -> None:
         """Queue the dispatch script's enqueue with the arguments RedisBroker._dispatch gives it."""
         arguments = [
             "enqueue",
@@ -145,10 +201,10 @@ class RedisBroker(dramatiq_redis.RedisBroker):
             arguments += [message.options["redis_message_id"], message.encode()]
         self.scripts["dispatch"](keys=[self.namespace], args=arguments, client=pipeline)
 
-    def wait_for_messages(self, queue_name, timeout_ms):
+    def wait_for_messages(self, queue_name: str, timeout_ms: float) -> None:
         self.client.blpop([self.wake_key(queue_name)], timeout=timeout_ms / 1000)
 
-    def ack_group(self, queue_name):
+    def ack_group(self, queue_name: str) -> "AckGroup":
         with self.ack_groups_lock:
             return self.ack_groups.setdefault(queue_name, AckGroup(self, queue_name))
 
@@ -204,7 +260,9 @@ class AckGroup:
                 raise
 
 
-class WakingConsumer(dramatiq_redis._RedisConsumer):
+# Without Dramatiq's private consumer the speed-ups are off and this class is never used, but the
+# module must still import.
+class WakingConsumer(getattr(dramatiq_redis, "_RedisConsumer", Consumer)):
     """Dramatiq's Redis consumer, waiting on the wake list rather than sleeping when the queue is empty."""
 
     def __init__(self, *args, **kwargs):

@@ -127,6 +127,9 @@ DRAMATIQ_BROKER = {
         "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=5.0),
         "heartbeat_timeout": env.int("DRAMATIQ_HEARTBEAT_TIMEOUT_MS", default=60_000),
         "maintenance_chance": env.int("DRAMATIQ_MAINTENANCE_CHANCE", default=1000),
+        # Wake-up and grouped-ack speed-ups; without them (or with a Dramatiq they do not recognise,
+        # with a warning) it is Dramatiq's own RedisBroker.
+        "speedups": env.bool("REDIS_BROKER_SPEEDUPS", default=True),
     },
     "MIDDLEWARE": [
         "dramatiq.middleware.AgeLimit",

@@ -13,7 +13,7 @@ PRINT_SETTINGS = (
     "import json, django; django.setup(); from django.conf import settings as s; "
     "print(json.dumps({'redis': s.REDIS_URL, 'queue': s.QUEUE_ENABLED, 'email_host': s.EMAIL_HOST, "
     "'email_port': s.EMAIL_PORT, 'email_tls': s.EMAIL_USE_TLS, 'debug': s.DEBUG, "
-    "'db': s.DATABASES['default']['ENGINE']}))"
+    "'db': s.DATABASES['default']['ENGINE'], 'speedups': s.DRAMATIQ_BROKER['OPTIONS']['speedups']}))"
 )
 
 
@@ -42,6 +42,7 @@ def test_defaults_are_the_embedded_setup():
     assert values["queue"] is False
     assert values["debug"] is False
     assert values["redis"] == "redis://127.0.0.1:6379/0"
+    assert values["speedups"] is True
 
 
 def test_redis_from_host_port_and_tls():
@@ -62,3 +63,7 @@ def test_email_url():
         True,
     )
     assert values["queue"] is True
+
+
+def test_broker_speedups_can_be_turned_off():
+    assert settings_with(REDIS_BROKER_SPEEDUPS="false")["speedups"] is False
