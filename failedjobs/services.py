@@ -60,18 +60,15 @@ def fail_message(
     """File a message that failed for good and tell the apps that listen; return the FailedJob's pk.
 
     The one way in for every failure: a worker's (the middleware), a synchronous run's, and one
-    recovered from Redis's dead-letter queue.
+    recovered from Redis's dead-letter queue. The row and what the listeners write commit together,
+    so nobody can retry a job whose listeners have not caught up; if a listener fails, nothing is
+    written and a worker's message stays in Redis's dead-letter queue until reconciled.
     """
     exception = underlying_error(exception)
-    job = record_failure(message, exception, attempts=attempts, source=source)
-    error = f"{job.exception_class.rpartition('.')[2]}: {job.exception_message}"
-    for receiver, response in job_failed.send_robust(
-        sender=FailedJob, message=message, exception=exception, error=error, job_id=job.pk
-    ):
-        if isinstance(response, Exception):
-            logger.error(
-                "%r failed on failed job %s", receiver, job.pk, exc_info=(type(response), response, None)
-            )
+    with transaction.atomic():
+        job = record_failure(message, exception, attempts=attempts, source=source)
+        error = f"{job.exception_class.rpartition('.')[2]}: {job.exception_message}"
+        job_failed.send(sender=FailedJob, message=message, exception=exception, error=error, job_id=job.pk)
     return job.pk
 
 
@@ -221,6 +218,8 @@ def retry_batch(batch: QuerySet) -> tuple[int, int | None]:
     """
     with transaction.atomic():
         rows = FailedJob.objects.mark_retried(batch)
+        if not rows:
+            return 0, None
         messages = [fresh_copy(Message.decode(bytes(data)), retried_as) for _, retried_as, data in rows]
         jobs_retried.send(sender=FailedJob, messages=messages)
         dispatch.send_many(messages)
