@@ -41,15 +41,16 @@ def main():
     harness.setup_django()
     from django.conf import settings
 
+    from twilio.base.exceptions import TwilioRestException
+
     from notifications.channels.twilio import send_message
-    from notifications.exceptions import DeliveryError
     from tests.fakes.twilio_server import FakeTwilio
 
     twilio = FakeTwilio().start()
     settings.TWILIO_API_BASE_URL = twilio.url
 
     def send():
-        with contextlib.suppress(DeliveryError):
+        with contextlib.suppress(TwilioRestException):
             send_message("+33612345678", "+15005550006", "Bench")
 
     try:

@@ -253,7 +253,7 @@ def create_failed_jobs(n):
 
 
 def failed_in_app_job(actor, i, now):
-    """A FailedJob holding a real encoded message of ACTORS["in_app"]."""
+    """A FailedJob holding a real encoded message of the in-app actor."""
     from failedjobs.models import FailedJob
 
     payload = {
