@@ -40,7 +40,6 @@ def main():
     args = parser.parse_args()
     harness.setup_django()
     from django.conf import settings
-
     from twilio.base.exceptions import TwilioRestException
 
     from notifications.channels.twilio import send_message

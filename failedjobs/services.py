@@ -9,7 +9,6 @@ import hashlib
 import logging
 import re
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -38,6 +37,7 @@ AnyMessage = Message[Any] | MessageProxy
 RUNTIME_OPTIONS = {"retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "attempts"}
 DEFAULT_BATCH_SIZE = 1000
 MAX_MESSAGE_CHARS = 10_000
+SURROGATE = re.compile("[\ud800-\udfff]")
 EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 
 
@@ -96,11 +96,11 @@ def record_failure(
         queue_name=q_name(message.queue_name),
         actor_name=message.actor_name,
         message_data=bytes(message.encode()),
-        args=list(message.args),
-        kwargs=dict(message.kwargs),
-        exception_class=exception_class(exception, options),
-        exception_message=exception_text(exception, options)[:MAX_MESSAGE_CHARS],
-        traceback=format_traceback(exception, options),
+        args=storable(list(message.args)),
+        kwargs=storable(dict(message.kwargs)),
+        exception_class=storable(exception_class(exception, options)),
+        exception_message=storable(exception_text(exception, options)[:MAX_MESSAGE_CHARS]),
+        traceback=storable(format_traceback(exception, options)),
         attempts=attempts or options.get("attempts") or options.get("retries", 0) + 1,
         source=source,
         enqueued_at=from_millis(message.message_timestamp),
@@ -114,6 +114,26 @@ def record_failure(
         "Message %s (%s) failed for good; kept as failed job %s.", job.message_id, job.actor_name, job.pk
     )
     return job
+
+
+def storable(value: Any) -> Any:
+    """The value with text the database can store: every failure gets its row, whatever it carries.
+
+    PostgreSQL refuses NUL characters and lone surrogates, in text and in jsonb alike; they become
+    U+FFFD. The whole message is kept unchanged in message_data, so a retry sends exactly it.
+    """
+    if isinstance(value, str):
+        value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 def exception_class(exception: BaseException | None, options: dict) -> str:
@@ -286,41 +306,81 @@ def forget_dead_letter(broker: dramatiq.Broker, message: AnyMessage) -> None:
     pipe.execute()
 
 
-def reconcile_dead_letters(broker: RedisBroker | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+@dataclass
+class ReconcileResult:
+    recovered: int = 0
+    unreadable: int = 0
+
+    def __str__(self) -> str:
+        text = f"recovered {self.recovered}"
+        if self.unreadable:
+            text += f"; {self.unreadable} could not be recovered and stay in Redis (see the log)"
+        return text
+
+
+def reconcile_dead_letters(
+    broker: RedisBroker | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> ReconcileResult:
     """File every message in Redis's dead-letter queues that is not in FailedJob yet.
 
-    Catches the failures whose recording failed (the database was down). Returns how many were added.
+    Catches the failures whose recording failed (the database was down). An entry that cannot be
+    read or filed is logged and left in Redis; the others are recovered all the same.
     """
     broker = broker or cast(RedisBroker, dramatiq.get_broker())
-    added = 0
+    result = ReconcileResult()
     for key in broker.client.scan_iter(match=f"{broker.namespace}:*.XQ", count=1000):
-        added += reconcile_queue(broker, key.decode(), batch_size)
-    return added
+        reconcile_queue(broker.client, key.decode(), batch_size, result)
+    return result
 
 
-def reconcile_queue(broker: RedisBroker, key: str, batch_size: int) -> int:
-    added = 0
-    for redis_ids, blobs in dead_letter_batches(broker.client, key, batch_size):
-        messages = [Message.decode(blob) for blob in blobs if blob is not None]
-        known = set(
-            FailedJob.objects.filter(message_id__in=[m.message_id for m in messages]).values_list(
-                "message_id", flat=True
-            )
-        )
-        for message in messages:
-            if message.message_id not in known:
-                fail_message(message, source=FailedJob.Source.RECONCILED)
-                added += 1
-        pipe = broker.client.pipeline(transaction=False)
-        pipe.zrem(key, *redis_ids)
-        pipe.hdel(f"{key}.msgs", *redis_ids)
-        pipe.execute()
-    return added
-
-
-def dead_letter_batches(client: Redis, key: str, batch_size: int) -> Iterator[tuple[list, list]]:
+def reconcile_queue(client: Redis, key: str, batch_size: int, result: ReconcileResult) -> None:
+    left_behind = 0  # entries that could not be recovered stay at the head of the sorted set
     while True:
-        redis_ids = cast(list[bytes], client.zrange(key, 0, batch_size - 1))
+        redis_ids = cast(list[bytes], client.zrange(key, left_behind, left_behind + batch_size - 1))
         if not redis_ids:
             return
-        yield redis_ids, client.hmget(f"{key}.msgs", redis_ids)
+        blobs = client.hmget(f"{key}.msgs", redis_ids)
+        messages = {}
+        for redis_id, blob in zip(redis_ids, blobs, strict=True):
+            message = read_dead_letter(key, redis_id, blob)
+            if message is not None:
+                messages[redis_id] = message
+        done = [redis_id for redis_id, blob in zip(redis_ids, blobs, strict=True) if blob is None]
+        done += file_dead_letters(key, messages, result)
+        left_behind += len(redis_ids) - len(done)
+        result.unreadable += len(redis_ids) - len(done)
+        if done:
+            pipe = client.pipeline(transaction=False)
+            pipe.zrem(key, *done)
+            pipe.hdel(f"{key}.msgs", *done)
+            pipe.execute()
+
+
+def read_dead_letter(key: str, redis_id: bytes, blob: bytes | str | None) -> Message | None:
+    if blob is None:
+        return None  # its body is gone: nothing to recover
+    try:
+        return Message.decode(blob.encode() if isinstance(blob, str) else blob)
+    except Exception:
+        logger.exception("Dead letter %s in %s cannot be decoded; it stays in Redis.", redis_id, key)
+        return None
+
+
+def file_dead_letters(key: str, messages: dict[bytes, Message], result: ReconcileResult) -> list[bytes]:
+    """File the messages not in FailedJob yet; return the Redis ids of those that are now safe."""
+    known = set(
+        FailedJob.objects.filter(message_id__in=[m.message_id for m in messages.values()]).values_list(
+            "message_id", flat=True
+        )
+    )
+    done = []
+    for redis_id, message in messages.items():
+        if message.message_id not in known:
+            try:
+                fail_message(message, source=FailedJob.Source.RECONCILED)
+            except Exception:
+                logger.exception("Could not file dead letter %s from %s; it stays in Redis.", redis_id, key)
+                continue
+            result.recovered += 1
+        done.append(redis_id)
+    return done

@@ -29,6 +29,8 @@ from .rendering import resolve_language
 from .tasks import ACTORS
 
 REMINDER_LEADS = ("day_before", "hour_before")
+#: The length of Delivery.idempotency_key and dedup_key: a longer key is refused, never cut.
+KEY_MAX_CHARS = 255
 
 
 class SendOptions(TypedDict, total=False):
@@ -124,10 +126,9 @@ class NotificationsService:
     def create_inapp_notification(
         self, user: Any, *, title: str, body: str = "", link: str = "", **options: Unpack[SendOptions]
     ) -> Delivery:
-        if not title or len(title) > 200:
-            raise InvalidNotification("An in-app notification needs a title of 1 to 200 characters.")
-        if len(link) > 500:
-            raise InvalidNotification("The link of an in-app notification is at most 500 characters.")
+        require_text(title, "title", max_chars=200)
+        require_text(body, "body", required=False)
+        require_text(link, "link", max_chars=500, required=False)
         context = {"title": title, "body": body, "link": link}
         return self.notify("in_app", user, "in_app", context, **options)
 
@@ -135,8 +136,9 @@ class NotificationsService:
         self, to: str, *, subject: str, text: str, html: str = "", **options: Unpack[SendOptions]
     ) -> Delivery:
         """A plain email. ``html`` is trusted markup; by default the HTML part is the text, line-broken."""
-        if not subject or not text:
-            raise InvalidNotification("A plain email needs a subject and a text.")
+        require_text(subject, "subject")
+        require_text(text, "text")
+        require_text(html, "html", required=False)
         return self.notify("email", to, "plain", {"subject": subject, "text": text, "html": html}, **options)
 
     def send_sms(self, to: str, *, text: str, **options: Unpack[SendOptions]) -> Delivery:
@@ -162,7 +164,10 @@ class NotificationsService:
         """Send ``template`` on a channel; every method above comes down to this one."""
         channel = get_channel(channel_name)
         channel.check_configured()
+        if language is not None:
+            require_text(language, "language", max_chars=20)
         language = resolve_language(language)
+        check_keys(idempotency_key, dedup_key, dedup_window)
         payload = {
             "channel": channel_name,
             "recipient": channel.clean_recipient(recipient),
@@ -171,19 +176,60 @@ class NotificationsService:
             "language": language,
         }
         channel.check_template(template, language)
+        check_text(context, "the notification context")
         check_payload_size(context)
+        channel.check_message(payload)  # type: ignore[arg-type]
         if dedup_key:
             return create_unless_duplicate(payload, idempotency_key, dedup_key, dedup_window)
         return create_and_schedule(payload, idempotency_key, dedup_key)
 
 
+def require_text(value: Any, name: str, *, max_chars: int | None = None, required: bool = True) -> None:
+    """A string argument: of type str, not empty when required, not longer than max_chars."""
+    if not isinstance(value, str):
+        raise InvalidNotification(f"{name} must be a string, not {type(value).__name__}.")
+    if required and not value.strip():
+        raise InvalidNotification(f"{name} must not be empty.")
+    if max_chars is not None and len(value) > max_chars:
+        raise InvalidNotification(f"{name} is at most {max_chars} characters; this one is {len(value)}.")
+
+
+def check_keys(idempotency_key: Any, dedup_key: Any, dedup_window: Any) -> None:
+    if idempotency_key is not None:
+        require_text(idempotency_key, "idempotency_key", max_chars=KEY_MAX_CHARS)
+        check_text(idempotency_key, "idempotency_key")
+    require_text(dedup_key, "dedup_key", max_chars=KEY_MAX_CHARS, required=False)
+    check_text(dedup_key, "dedup_key")
+    if dedup_key and not isinstance(dedup_window, timedelta):
+        raise InvalidNotification("dedup_key needs a dedup_window, a timedelta such as timedelta(hours=1).")
+
+
 def check_text_message(text: Any) -> None:
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidNotification("A text message needs a non-empty text.")
+    require_text(text, "text")
     if len(text) > MAX_BODY_CHARS:
         raise InvalidNotification(
             f"A text message is at most {MAX_BODY_CHARS} characters; this one is {len(text)}."
         )
+
+
+def check_text(value: Any, where: str) -> None:
+    """Refuse text that the database cannot store: a NUL character, or a lone surrogate."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidPayload(f"{where} contains a NUL character (\\x00).")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidPayload(
+                f"{where} contains a lone surrogate, which is not valid Unicode text."
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, f"{where} (a key)")
+            check_text(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_text(item, f"{where}[{index}]")
 
 
 def check_payload_size(context: dict[str, Any]) -> None:
@@ -204,8 +250,7 @@ def create_unless_duplicate(
     On PostgreSQL, calls with the same key take turns (an advisory lock held until the transaction
     ends), so two concurrent calls cannot both find no earlier delivery.
     """
-    if window is None:
-        raise InvalidNotification("dedup_key needs a dedup_window (a timedelta).")
+    assert window is not None  # check_keys refused it
     with transaction.atomic():
         lock_key(dedup_key)
         earlier = recent_duplicate(dedup_key, window)
@@ -247,9 +292,6 @@ def create_delivery(
         return Delivery.objects.create(**fields), True
     # ON CONFLICT DO NOTHING: no exception (so no savepoint) when the key was used before; the row
     # read back is ours when it carries our message id.
-    idempotency_key = str(idempotency_key)[:255]
-    if not idempotency_key:
-        raise InvalidNotification("idempotency_key must not be empty; leave it out to send without one.")
     Delivery.objects.bulk_create([Delivery(idempotency_key=idempotency_key, **fields)], ignore_conflicts=True)
     delivery = Delivery.objects.get(idempotency_key=idempotency_key)
     return delivery, delivery.message_id == fields["message_id"]

@@ -53,3 +53,4 @@ def test_database_down_during_capture_is_reconciled_once(worker_process, fake_tw
     assert job.exception_class == "django.db.utils.OperationalError"
     assert "Is the server running" in job.exception_message
     assert client.zcard("dramatiq:sms.XQ") == 0
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.FAILED

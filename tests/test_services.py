@@ -199,7 +199,7 @@ def test_inapp_notification_needs_a_title(service, django_user_model):
         service.create_inapp_notification(user, title="")
 
 
-@pytest.mark.parametrize(("text", "error"), [("", "non-empty"), ("x" * 1601, "at most 1600")])
+@pytest.mark.parametrize(("text", "error"), [("", "must not be empty"), ("x" * 1601, "at most 1600")])
 def test_text_message_length_is_checked_at_call_time(service, text, error):
     with pytest.raises(InvalidNotification, match=error):
         service.send_sms("+33612345678", text=text)

@@ -59,6 +59,9 @@ class BaseChannel:
         if not isinstance(template, str) or not TEMPLATE_NAME.match(template):
             raise UnknownTemplate(f"{template!r} is not a valid {self.name} template name.")
 
+    def check_message(self, payload: Payload) -> None:
+        """Raise InvalidNotification when the message, as it will be sent, cannot be."""
+
     # The delivery, in a worker or synchronously.
 
     def deliver(self, payload: Payload) -> str | None:

@@ -26,6 +26,8 @@ class InAppChannel(BaseChannel):
                 raise InvalidRecipient("The user must be saved before they can be notified.")
             return str(recipient.pk)
         if isinstance(recipient, int) and not isinstance(recipient, bool):
+            if not user_model._default_manager.filter(pk=recipient).exists():
+                raise InvalidRecipient(f"There is no user with id {recipient}.")
             return str(recipient)
         raise InvalidRecipient(f"{recipient!r} is not a user or a user id.")
 

@@ -9,7 +9,13 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from ..conf import setting
-from ..exceptions import ChannelNotConfigured, DeliveryError, InvalidRecipient, PermanentDeliveryError
+from ..exceptions import (
+    ChannelNotConfigured,
+    DeliveryError,
+    InvalidNotification,
+    InvalidRecipient,
+    PermanentDeliveryError,
+)
 from ..payload import Payload
 from ..provider_errors import twilio_error
 from ..rendering import find_template, render_text
@@ -44,6 +50,10 @@ def twilio_client() -> Client:
 def send_message(to: str, from_: str, body: str) -> str:
     """Send one message through Twilio and return its SID; Twilio's own exceptions propagate."""
     return twilio_client().messages.create(to=to, from_=from_, body=body).sid
+
+
+def too_long(body: str) -> str:
+    return f"The message body is {len(body)} characters once rendered; the limit is {MAX_BODY_CHARS}."
 
 
 def clean_phone_number(value: Any) -> str:
@@ -81,13 +91,20 @@ class TwilioChannel(BaseChannel):
         super().check_template(template, language)
         find_template(self.template_pattern(template), language)
 
-    def render(self, payload: Payload) -> str:
-        pattern = self.template_pattern(payload["template"])
-        body = render_text(pattern, payload["context"], payload["language"]).strip()
+    def check_message(self, payload: Payload) -> None:
+        """The body is rendered at call time too, so that one too long is refused then."""
+        body = self.render_body(payload)
         if len(body) > MAX_BODY_CHARS:
-            raise PermanentDeliveryError(
-                f"Message body is {len(body)} characters; the limit is {MAX_BODY_CHARS}."
-            )
+            raise InvalidNotification(too_long(body))
+
+    def render_body(self, payload: Payload) -> str:
+        pattern = self.template_pattern(payload["template"])
+        return render_text(pattern, payload["context"], payload["language"]).strip()
+
+    def render(self, payload: Payload) -> str:
+        body = self.render_body(payload)
+        if len(body) > MAX_BODY_CHARS:
+            raise PermanentDeliveryError(too_long(body))
         return body
 
     def send(self, payload: Payload) -> str:

@@ -1,11 +1,16 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from failedjobs import services
 
 
 class Command(BaseCommand):
-    help = "Copy messages from Redis's dead-letter queues into FailedJob (those whose recording failed)."
+    help = (
+        "Copy messages from Redis's dead-letter queues into FailedJob (those whose recording failed). "
+        "Exits 1 when some could not be recovered; the others are recovered all the same."
+    )
 
     def handle(self, *args, **options):
-        added = services.reconcile_dead_letters()
-        self.stdout.write(f"recovered {added}")
+        result = services.reconcile_dead_letters()
+        if result.unreadable:
+            raise CommandError(str(result))
+        self.stdout.write(str(result))
