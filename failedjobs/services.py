@@ -279,18 +279,36 @@ def delete_jobs(jobs: QuerySet[FailedJob]) -> int:
 
 
 def purge_old_jobs(
-    *, days: int | None = None, done_days: int | None = None, now: datetime | None = None
+    *,
+    days: int | None = None,
+    done_days: int | None = None,
+    now: datetime | None = None,
+    include_recent_unhandled: bool = False,
+    dry_run: bool = False,
 ) -> int:
-    """Delete failed jobs older than the retention, and retried or resolved ones sooner."""
+    """Delete failed jobs older than ``days``, and retried or resolved ones older than ``done_days``.
+
+    A failure nobody has handled yet is kept for FAILED_JOBS_RETENTION_DAYS at least, whatever
+    ``days`` says, unless ``include_recent_unhandled``. Returns how many were (or, in a dry run, would
+    be) deleted.
+    """
     now = now or timezone.now()
-    days = setting("FAILED_JOBS_RETENTION_DAYS") if days is None else days
+    retention = setting("FAILED_JOBS_RETENTION_DAYS")
+    days = retention if days is None else days
     done_days = setting("FAILED_JOBS_DONE_RETENTION_DAYS") if done_days is None else done_days
-    old = FailedJob.objects.filter(failed_at__lt=now - timedelta(days=days))
-    done = FailedJob.objects.filter(
-        status__in=[FailedJob.Status.RETRIED, FailedJob.Status.RESOLVED],
-        failed_at__lt=now - timedelta(days=done_days),
+    if days < 0 or done_days < 0:
+        raise ValueError("Retention periods are a number of days, 0 or more.")
+    unhandled_days = days if include_recent_unhandled else max(days, retention)
+    unhandled = FailedJob.objects.filter(
+        status=FailedJob.Status.FAILED, failed_at__lt=now - timedelta(days=unhandled_days)
     )
-    return delete_jobs(old) + delete_jobs(done)
+    handled = FailedJob.objects.filter(
+        status__in=[FailedJob.Status.RETRIED, FailedJob.Status.RESOLVED],
+        failed_at__lt=now - timedelta(days=min(days, done_days)),
+    )
+    if dry_run:
+        return unhandled.count() + handled.count()
+    return delete_jobs(unhandled) + delete_jobs(handled)
 
 
 def forget_dead_letter(broker: dramatiq.Broker, message: AnyMessage) -> None:

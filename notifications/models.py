@@ -18,9 +18,13 @@ class DeliveryQuerySet(models.QuerySet):
     """Every change of a Delivery's status, each one statement that checks the status it changes."""
 
     def claim(self, pk: int) -> bool:
-        """Move a queued delivery to sending, counting the attempt; False when it was not queued."""
+        """Move a queued (or failed) delivery to sending, counting the attempt; False otherwise.
+
+        Failed too: a retried job's message reaches the broker before the transaction that requeues
+        its delivery commits, so a worker can run it while the row still says failed.
+        """
         Status = Delivery.Status
-        claimed = self.filter(pk=pk, status=Status.QUEUED).update(
+        claimed = self.filter(pk=pk, status__in=[Status.QUEUED, Status.FAILED]).update(
             status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
         )
         return claimed == 1

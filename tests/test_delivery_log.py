@@ -55,13 +55,14 @@ def test_a_permanent_error_fails_the_delivery():
     assert (row.status, row.attempts, row.error_code) == (Status.FAILED, 1, "21610")
 
 
-def test_a_failed_delivery_is_not_claimed_until_requeued():
+def test_a_failed_delivery_is_requeued_and_can_be_claimed_by_its_retry():
     row = new_delivery()
     Delivery.objects.mark_failed(row.pk, "TransientDeliveryError: down")
 
-    assert not Delivery.objects.claim(row.pk)
     assert Delivery.objects.requeue([row.pk]) == 1
-    assert Delivery.objects.claim(row.pk)
+    assert Delivery.objects.get(pk=row.pk).status == Status.QUEUED
+    Delivery.objects.mark_failed(row.pk, "TransientDeliveryError: down")
+    assert Delivery.objects.claim(row.pk), "a retry that ran before its requeue committed was refused"
 
 
 def test_requeue_leaves_sent_and_queued_deliveries_alone():

@@ -1,16 +1,46 @@
+import argparse
+
 from django.core.management.base import BaseCommand
 
 from failedjobs import services
 from failedjobs.conf import setting
 
 
+def days(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a number of days (0 or more).")
+    return number
+
+
 class Command(BaseCommand):
     help = "Delete failed jobs past their retention (the same work as the nightly periodic job)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--days", type=int, default=setting("FAILED_JOBS_RETENTION_DAYS"))
-        parser.add_argument("--done-days", type=int, default=setting("FAILED_JOBS_DONE_RETENTION_DAYS"))
+        parser.add_argument(
+            "--days",
+            type=days,
+            default=setting("FAILED_JOBS_RETENTION_DAYS"),
+            help="Delete failed jobs older than this many days (default FAILED_JOBS_RETENTION_DAYS).",
+        )
+        parser.add_argument(
+            "--done-days",
+            type=days,
+            default=setting("FAILED_JOBS_DONE_RETENTION_DAYS"),
+            help="Delete retried and resolved jobs older than this (FAILED_JOBS_DONE_RETENTION_DAYS).",
+        )
+        parser.add_argument(
+            "--include-recent-unhandled",
+            action="store_true",
+            help="Also delete unhandled failures younger than FAILED_JOBS_RETENTION_DAYS when --days is "
+            "shorter; without it they are kept.",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        )
 
-    def handle(self, *args, days, done_days, **options):
-        deleted = services.purge_old_jobs(days=days, done_days=done_days)
-        self.stdout.write(f"deleted {deleted}")
+    def handle(self, *args, days, done_days, include_recent_unhandled, dry_run, **options):
+        deleted = services.purge_old_jobs(
+            days=days, done_days=done_days, include_recent_unhandled=include_recent_unhandled, dry_run=dry_run
+        )
+        self.stdout.write(f"Dry run: would have deleted {deleted}" if dry_run else f"deleted {deleted}")
