@@ -119,3 +119,26 @@ class InAppNotificationAdmin(admin.ModelAdmin):
     readonly_fields = ("delivery",)
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+
+
+def hide_django_dramatiq_tasks() -> None:
+    """Remove django_dramatiq's Task admin, which would always be empty here.
+
+    Only django_dramatiq's AdminMiddleware fills that table, and these apps do not use it: failures
+    are in the failed-job admin. A project that does use it can register Task again.
+    """
+    import contextlib
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.admin.exceptions import NotRegistered
+
+    with contextlib.suppress(LookupError, NotRegistered):
+        task = apps.get_model("django_dramatiq", "Task")  # LookupError: django_dramatiq not installed
+        # Register it now if autodiscovery has not reached django_dramatiq yet (it comes after
+        # notifications in INSTALLED_APPS), so that it cannot be registered after this.
+        importlib.import_module("django_dramatiq.admin")
+        admin.site.unregister(task)
+
+
+hide_django_dramatiq_tasks()

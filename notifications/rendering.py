@@ -34,9 +34,16 @@ def resolve_language(language=None):
         return settings.LANGUAGE_CODE
 
 
+#: The language every shipped template exists in.
+FALLBACK_LANGUAGE = "en"
+
+
 def candidate_names(pattern, language):
-    """Template names to try for a language, falling back to the default language."""
-    languages = dict.fromkeys([language, settings.LANGUAGE_CODE])
+    """Template names to try for a language, falling back to the default language, then to English.
+
+    English comes last for hosts whose LANGUAGE_CODE has no templates, such as Django's "en-us".
+    """
+    languages = dict.fromkeys([language, settings.LANGUAGE_CODE, FALLBACK_LANGUAGE])
     return [pattern.format(language=code) for code in languages]
 
 

@@ -541,3 +541,16 @@ def test_in_app_delivery_is_read_only(admin_client, admin_user):
     form = response.context["adminform"].form
     assert "delivery" not in form.fields
     assert "recipient" in form.fields
+
+
+def test_admin_index_has_no_django_dramatiq_tasks(admin_client):
+    from django.contrib import admin
+    from django_dramatiq.models import Task
+
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert not admin.site.is_registered(Task)
+    assert "django_dramatiq" not in html
+    assert "Django Dramatiq" not in html
+    assert ">Tasks<" not in html
+    assert "Failed jobs" in html
+    assert "Deliveries" in html
