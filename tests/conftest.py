@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dramatiq
@@ -204,14 +203,3 @@ def worker_process(redis_broker, transactional_db, tmp_path, twilio_server, smtp
     yield start
     for process in started:
         process.stop()
-
-
-def wait_until(condition, timeout=15.0, interval=0.05, message="condition"):
-    """Poll until condition() is truthy; fail the test with ``message`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"Timed out after {timeout}s waiting for {message}")

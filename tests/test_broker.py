@@ -12,7 +12,7 @@ from django.conf import settings
 from dramatiq.common import current_millis, dq_name
 
 from notifications.broker import WAKE_TOKEN_TTL_S, RedisBroker
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 QUEUE = "wake_test"
 #: Far longer than any assertion waits: a consumer that returns sooner was woken.

@@ -4,7 +4,7 @@ import pytest
 
 from notifications.models import Delivery, InAppNotification
 from notifications.services import NotificationsService
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
