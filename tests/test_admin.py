@@ -202,7 +202,7 @@ def test_retry_selected_sends_the_messages_again(
 
 
 def test_retry_selected_reads_the_messages_in_batches_not_one_by_one(
-    admin_client, django_assert_max_num_queries
+    admin_client, stub_broker, django_assert_max_num_queries
 ):
     few = [failed_job().pk for _ in range(2)]
     many = [failed_job().pk for _ in range(6)]
@@ -401,9 +401,8 @@ def test_paginator_counts_a_plain_list():
     assert paginator([1, 2, 3, 4], 50_000).count == 4
 
 
+@pytest.mark.postgresql
 def test_planner_estimate_reads_the_query_plan_on_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("the estimate exists on PostgreSQL only")
     failed_job()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE failedjobs_failedjob")

@@ -20,9 +20,9 @@ LONG_IDLE_MS = 60_000
 
 
 @pytest.fixture
-def broker():
+def broker(redis_url):
     # A socket timeout longer than LONG_IDLE_MS, so that waits are as long as the back-off says.
-    broker = RedisBroker(url=settings.DRAMATIQ_BROKER["OPTIONS"]["url"], middleware=[], socket_timeout=300)
+    broker = RedisBroker(url=redis_url, middleware=[], socket_timeout=300)
     broker.client.flushdb()
     broker.declare_queue(QUEUE)
     yield broker
@@ -194,6 +194,7 @@ def test_acks_left_by_a_consumer_that_lost_redis_go_with_its_replacement(broker)
     assert unacked(broker) == 0
 
 
+@pytest.mark.worker
 def test_a_busy_worker_leaves_no_message_unacked(broker):
     """Eight threads acking at once: every ack reaches Redis, grouped or not."""
     done = []
@@ -253,6 +254,7 @@ def test_messages_enqueued_together_are_all_consumed(broker):
     assert {message.message_id for message in received} == {message.message_id for message in sent}
 
 
+@pytest.mark.worker
 def test_a_worker_runs_a_retry_after_its_backoff(broker):
     broker.add_middleware(dramatiq.middleware.Retries())
     attempts = []
@@ -292,7 +294,7 @@ def test_a_dispatch_script_it_does_not_recognise_stops_the_broker_from_starting(
     monkeypatch.setitem(dramatiq_redis._scripts, "dispatch", b"-- some other version\n")
 
     with pytest.raises(ImproperlyConfigured, match="dispatch script"):
-        RedisBroker(url=settings.DRAMATIQ_BROKER["OPTIONS"]["url"], middleware=[])
+        RedisBroker(url=settings.REDIS_URL, middleware=[])
 
 
 def test_connection_options_apply_to_a_broker_built_from_a_url():
@@ -303,8 +305,8 @@ def test_connection_options_apply_to_a_broker_built_from_a_url():
     assert broker.longest_wait_ms == 1500
 
 
-def test_an_idle_consumer_waits_no_longer_than_half_the_socket_timeout(broker):
-    fast_broker = RedisBroker(url=settings.DRAMATIQ_BROKER["OPTIONS"]["url"], socket_timeout=0.2)
+def test_an_idle_consumer_waits_no_longer_than_half_the_socket_timeout(broker, redis_url):
+    fast_broker = RedisBroker(url=redis_url, socket_timeout=0.2)
     consumer = idle_consumer(fast_broker)
 
     assert next(consumer) is None  # a socket timeout would raise
