@@ -1,20 +1,103 @@
+"""Fixtures, and the markers that say which services a test needs.
+
+A test is marked ``redis``, ``postgresql`` or ``worker`` explicitly, or because it uses a fixture that
+needs one (SERVICE_FIXTURES). Where a marked test's service cannot be reached it is skipped with the
+reason, except in CI (CI=true), where it fails: CI runs every test. ``scripts/test --unit`` runs the
+unmarked tests only, on SQLite and an in-memory broker.
+"""
+
 import contextlib
+import functools
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dramatiq
+import psycopg
 import pytest
+import redis
+from django.conf import settings
 from django.db import connection
 from dramatiq.brokers.stub import StubBroker
 
 from tests.fakes.smtp_server import FakeSMTP
 from tests.fakes.twilio_server import FakeTwilio
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The markers a test gets from the fixtures it uses, directly or through other fixtures. A real
+#: worker writes to the database from its own threads or processes while the test reads it: SQLite's
+#: shared in-memory test database then fails with "database table is locked".
+SERVICE_FIXTURES = {
+    "redis": {"redis_url", "redis_broker", "worker", "worker_process"},
+    "postgresql": {"worker", "worker_process"},
+    "worker": {"worker", "worker_process"},
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = set(item.fixturenames)
+        for marker, fixtures in SERVICE_FIXTURES.items():
+            if used & fixtures and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture is set up
+def pytest_runtest_setup(item):
+    for service in ("redis", "postgresql"):
+        if item.get_closest_marker(service) is not None:
+            reason = unavailable(service)
+            if reason:
+                service_missing(reason)
+
+
+def service_missing(reason):
+    """Skip the test, or fail it in CI, where every service is expected to be there."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: service-backed tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@functools.cache
+def unavailable(service):
+    """Why ``service`` cannot be used by this run, or None when it can. Checked once a run."""
+    if service == "redis":
+        url = settings.REDIS_URL
+        try:
+            with redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2) as client:
+                client.ping()
+        except redis.RedisError as error:
+            parts = urlsplit(url)  # no password in the reason
+            return f"needs Redis: {parts.hostname}:{parts.port or 6379}{parts.path} does not answer ({error})"
+    elif service == "postgresql":
+        if connection.vendor != "postgresql":
+            return f"needs PostgreSQL: the test database is {connection.vendor} (see TEST_DATABASE_URL)"
+        db = connection.settings_dict
+        where = f"{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}"
+        try:
+            psycopg.connect(
+                host=db["HOST"] or None,
+                port=db["PORT"] or None,
+                user=db["USER"] or None,
+                password=db["PASSWORD"] or None,
+                dbname="postgres",
+                connect_timeout=2,
+            ).close()
+        except psycopg.Error as error:
+            return f"needs PostgreSQL: {where} does not answer ({error})"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def broker_not_known_down(monkeypatch):
+    """A failed enqueue makes failedjobs.dispatch skip the broker for 5 s: not into the next test."""
+    from failedjobs import dispatch
+
+    monkeypatch.setattr(dispatch, "_broker_down_until", 0.0)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,11 +135,9 @@ def stub_broker():
 @pytest.fixture
 def unreachable_redis(settings, monkeypatch):
     """Queue mode on, with the broker pointing at a closed port (as with REDIS_URL=redis://127.0.0.1:1)."""
-    from failedjobs import dispatch
     from notifications.broker import RedisBroker
 
     settings.QUEUE_ENABLED = True
-    monkeypatch.setattr(dispatch, "_broker_down_until", 0.0)
     broker = RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     broker.enqueue_attempts = []
     original_enqueue = broker.enqueue
@@ -78,9 +159,18 @@ def stub_worker(stub_broker, transactional_db):
     worker.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_url():
+    """The test suite's Redis database (REDIS_URL); the tests that use it are marked redis."""
+    return settings.REDIS_URL
+
+
 @pytest.fixture
-def redis_broker():
+def redis_broker(redis_url):
+    """The project's broker, on the test Redis database, emptied before and after the test."""
     broker = dramatiq.get_broker()
+    if not hasattr(broker, "client"):
+        service_missing(f"needs Redis: the project's broker is a {type(broker).__name__} (TEST_BROKER=stub)")
     broker.client.flushdb()
     yield broker
     broker.client.flushdb()
@@ -170,15 +260,13 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker_process(redis_broker, transactional_db, tmp_path, twilio_server, smtp_server):
+def worker_process(redis_url, redis_broker, transactional_db, tmp_path, twilio_server, smtp_server):
     """Start real worker processes against the test database, Redis and the local fakes."""
-    if connection.vendor != "postgresql":
-        pytest.skip("worker processes need the PostgreSQL test database")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "DATABASE_URL": test_database_url(),
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"),
+        "REDIS_URL": redis_url,
         "QUEUE_ENABLED": "true",
         "NOTIFICATIONS_MIN_BACKOFF_MS": "10",
         "NOTIFICATIONS_MAX_BACKOFF_MS": "40",
@@ -204,14 +292,3 @@ def worker_process(redis_broker, transactional_db, tmp_path, twilio_server, smtp
     yield start
     for process in started:
         process.stop()
-
-
-def wait_until(condition, timeout=15.0, interval=0.05, message="condition"):
-    """Poll until condition() is truthy; fail the test with ``message`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"Timed out after {timeout}s waiting for {message}")

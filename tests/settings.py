@@ -1,7 +1,7 @@
 """Settings for the test suite: the project's settings with fast retries and test credentials."""
 
 from project.settings import *  # noqa: F403
-from project.settings import DRAMATIQ_BROKER
+from project.settings import DRAMATIQ_BROKER, env
 
 QUEUE_ENABLED = True
 
@@ -22,5 +22,11 @@ TWILIO_TIMEOUT = 5.0
 
 DRAMATIQ_BROKER["OPTIONS"]["heartbeat_timeout"] = 2_000
 DRAMATIQ_BROKER["OPTIONS"]["maintenance_chance"] = 1_000_000
+
+# TEST_BROKER=stub (scripts/test --unit): the global broker is Dramatiq's in-memory one, with the same
+# middleware, so that the tests not marked redis run with no Redis at all.
+if env("TEST_BROKER", default="redis") == "stub":
+    DRAMATIQ_BROKER["BROKER"] = "dramatiq.brokers.stub.StubBroker"
+    DRAMATIQ_BROKER["OPTIONS"] = {}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -13,46 +13,15 @@ from failedjobs.admin import EstimatedCountPaginator
 from failedjobs.masking import mask_recipient, mask_text
 from failedjobs.models import FailedJob
 from notifications.models import Delivery, InAppNotification
-from notifications.tasks import ACTORS
+from tests.factories import PHONE, failed_job, new_delivery
 
 pytestmark = pytest.mark.django_db
 
-PHONE = "+33612345678"
 MASKED_PHONE = "+33******78"
 EMAIL = "ada.lovelace@example.com"
 MASKED_EMAIL = "a***e@example.com"
 CHANGELIST = reverse("admin:failedjobs_failedjob_changelist")
 RETRY_MATCHING = reverse("admin:failedjobs_failedjob_retry_matching")
-
-
-def failed_job(actor=ACTORS["sms"], recipient=PHONE, status=FailedJob.Status.FAILED):
-    """A failed job holding a real encoded message, as the failed-job middleware stores one."""
-    message = actor.message(
-        channel=actor.queue_name,
-        recipient=recipient,
-        template="plain",
-        context={"text": "Bonjour"},
-        language="en",
-        delivery_id=1,
-    )
-    error = f"Twilio error 21211: the 'To' number {recipient} is not valid"
-    return FailedJob.objects.create(
-        queue_name=message.queue_name,
-        actor_name=message.actor_name,
-        message_id=message.message_id,
-        message_data=message.encode(),
-        args=list(message.args),
-        kwargs=dict(message.kwargs),
-        exception_class="notifications.exceptions.PermanentDeliveryError",
-        exception_message=error,
-        traceback=(
-            "Traceback (most recent call last):\n"
-            '  File "notifications/delivery.py", line 40, in deliver\n'
-            f"notifications.exceptions.PermanentDeliveryError: {error}\n"
-        ),
-        failed_at=timezone.now(),
-        status=status,
-    )
 
 
 def change_url(job):
@@ -113,7 +82,7 @@ def test_mask_text_leaves_other_numbers_alone(text):
 
 def test_changelist_shows_masked_recipients_and_short_exception_names(admin_client):
     failed_job()
-    failed_job(ACTORS["email"], EMAIL)
+    failed_job("email", EMAIL)
 
     html = admin_client.get(CHANGELIST).content.decode()
 
@@ -125,7 +94,7 @@ def test_changelist_shows_masked_recipients_and_short_exception_names(admin_clie
 
 def test_changelist_filters_by_queue(admin_client):
     sms = failed_job()
-    failed_job(ACTORS["email"], EMAIL)
+    failed_job("email", EMAIL)
 
     response = admin_client.get(CHANGELIST, {"queue_name": "sms"})
 
@@ -175,7 +144,7 @@ def test_search_by_words_of_the_error_message(admin_client):
 def test_changelist_of_a_big_list_shows_the_estimate_instead_of_counting(admin_client, monkeypatch):
     for _ in range(3):
         failed_job()
-    failed_job(ACTORS["email"], EMAIL)
+    failed_job("email", EMAIL)
     monkeypatch.setattr(EstimatedCountPaginator, "threshold", 2)
     monkeypatch.setattr(EstimatedCountPaginator, "planner_estimate", lambda self: 2_000_000)
 
@@ -233,7 +202,7 @@ def test_retry_selected_sends_the_messages_again(
 
 
 def test_retry_selected_reads_the_messages_in_batches_not_one_by_one(
-    admin_client, django_assert_max_num_queries
+    admin_client, stub_broker, django_assert_max_num_queries
 ):
     few = [failed_job().pk for _ in range(2)]
     many = [failed_job().pk for _ in range(6)]
@@ -298,7 +267,7 @@ def test_changelist_links_to_retry_matching_with_its_filter(admin_client):
 def test_retry_matching_confirmation_counts_the_filtered_jobs_only(admin_client):
     for status in ["failed", "failed", "retried"]:
         failed_job(status=status)
-    failed_job(ACTORS["email"], EMAIL)
+    failed_job("email", EMAIL)
     before = statuses()
 
     response = admin_client.get(RETRY_MATCHING, {"queue_name": "sms"})
@@ -314,7 +283,7 @@ def test_retry_matching_confirmed_retries_exactly_the_filtered_jobs(
     admin_client, stub_broker, django_capture_on_commit_callbacks
 ):
     sms = [failed_job(), failed_job()]
-    email = failed_job(ACTORS["email"], EMAIL)
+    email = failed_job("email", EMAIL)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(f"{RETRY_MATCHING}?queue_name=sms", {"confirm": "yes"})
@@ -414,7 +383,7 @@ def test_paginator_never_reports_fewer_rows_than_it_counted():
 
 def test_paginator_counts_exactly_up_to_the_threshold(django_assert_num_queries):
     failed_job()
-    failed_job(ACTORS["email"], EMAIL)
+    failed_job("email", EMAIL)
 
     with django_assert_num_queries(1):
         assert paginator(FailedJob.objects.all(), 50_000).count == 2
@@ -432,9 +401,8 @@ def test_paginator_counts_a_plain_list():
     assert paginator([1, 2, 3, 4], 50_000).count == 4
 
 
+@pytest.mark.postgresql
 def test_planner_estimate_reads_the_query_plan_on_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("the estimate exists on PostgreSQL only")
     failed_job()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE failedjobs_failedjob")
@@ -453,16 +421,9 @@ def test_planner_estimate_is_none_on_other_databases(monkeypatch):
 # Deliveries and in-app notifications
 
 
-def delivery(recipient=PHONE, **fields):
-    fields = {"channel": "sms", "template": "plain", **fields}
-    return Delivery.objects.create(
-        idempotency_key=f"key-{Delivery.objects.count()}", recipient=recipient, **fields
-    )
-
-
 def test_delivery_list_masks_recipients(admin_client):
-    delivery()
-    delivery(EMAIL, channel="email")
+    new_delivery()
+    new_delivery(EMAIL, channel="email")
 
     html = admin_client.get(reverse("admin:notifications_delivery_changelist")).content.decode()
 
@@ -471,8 +432,8 @@ def test_delivery_list_masks_recipients(admin_client):
 
 
 def test_delivery_search_by_exact_key(admin_client):
-    found = delivery()
-    delivery()
+    found = new_delivery(idempotency_key="key-0")
+    new_delivery(idempotency_key="key-1")
 
     response = admin_client.get(
         reverse("admin:notifications_delivery_changelist"), {"q": found.idempotency_key}
@@ -482,8 +443,8 @@ def test_delivery_search_by_exact_key(admin_client):
 
 
 def test_delivery_template_filter(admin_client):
-    delivery()
-    verification = delivery(EMAIL, channel="email", template="verification")
+    new_delivery()
+    verification = new_delivery(EMAIL, channel="email", template="verification")
     url = reverse("admin:notifications_delivery_changelist")
 
     response = admin_client.get(url, {"template": "verification"})
@@ -494,7 +455,7 @@ def test_delivery_template_filter(admin_client):
 
 
 def test_delivery_detail_is_read_only_and_masked(admin_client):
-    item = delivery(last_error=f"Twilio refused {PHONE}", error_code="21211")
+    item = new_delivery(last_error=f"Twilio refused {PHONE}", error_code="21211")
     url = reverse("admin:notifications_delivery_change", args=[item.pk])
 
     html = admin_client.get(url).content.decode()
@@ -509,7 +470,7 @@ def test_delivery_detail_is_read_only_and_masked(admin_client):
 
 
 def test_delivery_detail_masks_addresses_in_keys(admin_client):
-    item = delivery(EMAIL, channel="email", dedup_key=f"abandon-recovery:{EMAIL}")
+    item = new_delivery(EMAIL, channel="email", dedup_key=f"abandon-recovery:{EMAIL}")
     Delivery.objects.filter(pk=item.pk).update(idempotency_key=f"welcome:{EMAIL}")
     url = reverse("admin:notifications_delivery_change", args=[item.pk])
 

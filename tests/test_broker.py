@@ -19,14 +19,14 @@ from dramatiq.brokers import redis as dramatiq_redis
 from dramatiq.common import current_millis, dq_name
 
 from notifications.broker import ENQUEUE_LUA, WAKE_TOKEN_TTL_S, RedisBroker, why_speedups_cannot_run
-from tests.conftest import ROOT, wait_until
+from tests.helpers import ROOT, wait_until
 
 QUEUE = "wake_test"
 #: Far longer than any assertion waits: a consumer that returns sooner was woken.
 LONG_IDLE_MS = 60_000
 
 #: What the project's broker is configured with, and whether it runs with the speed-ups.
-CONFIGURED_SPEEDUPS = settings.DRAMATIQ_BROKER["OPTIONS"]["speedups"]
+CONFIGURED_SPEEDUPS = settings.DRAMATIQ_BROKER["OPTIONS"].get("speedups", False)
 SPEEDUPS_ON = CONFIGURED_SPEEDUPS and why_speedups_cannot_run() is None
 WHY_NO_SPEEDUPS = why_speedups_cannot_run() or "REDIS_BROKER_SPEEDUPS=false"
 speedups_only = pytest.mark.skipif(
@@ -34,14 +34,18 @@ speedups_only = pytest.mark.skipif(
 )
 
 
+# Every test here talks to Redis, and some start worker threads.
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+
 @pytest.fixture
-def make_broker():
+def make_broker(redis_url):
     """Brokers on the test Redis, built as the project's is unless told otherwise, on an empty database."""
     built = []
 
     def make(**options):
         options = {
-            "url": settings.DRAMATIQ_BROKER["OPTIONS"]["url"],
+            "url": redis_url,
             "speedups": CONFIGURED_SPEEDUPS,
             **options,
         }
@@ -297,6 +301,7 @@ def test_messages_enqueued_together_are_all_consumed(broker):
     assert {message.message_id for message in received} == {message.message_id for message in sent}
 
 
+@pytest.mark.worker
 def test_a_worker_runs_a_retry_after_its_backoff(broker):
     broker.add_middleware(dramatiq.middleware.Retries())
     attempts = []

@@ -7,7 +7,7 @@ from dramatiq import get_broker
 from failedjobs.models import FailedJob
 from notifications.models import Delivery
 from notifications.services import NotificationsService
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -4,15 +4,11 @@ import pytest
 
 from notifications.exceptions import PermanentDeliveryError, TransientDeliveryError
 from notifications.models import Delivery
+from tests.factories import new_delivery
 
 pytestmark = pytest.mark.django_db
 
 Status = Delivery.Status
-SMS = {"channel": "sms", "template": "plain", "recipient": "+33612345678"}
-
-
-def new_delivery():
-    return Delivery.objects.create(**SMS)
 
 
 def test_an_attempt_that_fails_then_one_that_succeeds():

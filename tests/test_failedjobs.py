@@ -12,7 +12,8 @@ from failedjobs import services
 from failedjobs.models import FailedJob
 from notifications.models import Delivery
 from notifications.services import NotificationsService
-from tests.conftest import wait_until
+from tests.factories import failed_job, job_message, new_delivery
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -142,17 +143,7 @@ def test_retrying_an_already_delivered_message_does_not_send_again(service, work
     delivery = service.send_sms("+33612345678", text="once")
     fake_twilio.wait_for_messages(1)
     wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
-    from notifications.tasks import ACTORS
-
-    sent_message = ACTORS["sms"].message(
-        delivery_id=delivery.pk,
-        channel="sms",
-        recipient="+33612345678",
-        template="plain",
-        context={"text": "once"},
-        language="en",
-    )
-    services.record_failure(sent_message, RuntimeError("recorded by mistake"))
+    failed_job(message=job_message("sms", delivery_id=delivery.pk, context={"text": "once"}))
 
     call_command("retry_failed", "--all")
     worker.join()
@@ -163,9 +154,7 @@ def test_retrying_an_already_delivered_message_does_not_send_again(service, work
 
 
 def test_recording_a_message_twice_keeps_the_first_row(stub_broker):
-    from notifications.tasks import ACTORS
-
-    message = ACTORS["sms"].message(delivery_id=1, channel="sms", recipient="+33612345678", template="plain")
+    message = job_message("sms")
     first = services.record_failure(message, RuntimeError("first")).pk
     second = services.record_failure(message, ValueError("second")).pk
 
@@ -175,8 +164,8 @@ def test_recording_a_message_twice_keeps_the_first_row(stub_broker):
 
 
 def test_retry_failed_filters_and_dry_run(stub_broker):
-    make_job("sms", "deliver_sms")
-    make_job("email", "deliver_email")
+    failed_job("sms")
+    failed_job("email", "ada@example.com")
     out = call_command_output("retry_failed", "--queue", "sms", "--dry-run")
     assert out.strip() == "Dry run: would have retried 1, skipped 0"
     assert FailedJob.objects.filter(status=FailedJob.Status.FAILED).count() == 2
@@ -184,7 +173,7 @@ def test_retry_failed_filters_and_dry_run(stub_broker):
 
 def test_retry_failed_limit_and_batches(stub_broker):
     for _ in range(5):
-        make_job("sms", "deliver_sms")
+        failed_job("sms")
     out = call_command_output("retry_failed", "--all", "--limit", "3", "--batch-size", "2")
     assert out.strip() == "retried 3, skipped 0"
     assert stub_broker.queues["sms"].qsize() == 3
@@ -192,9 +181,8 @@ def test_retry_failed_limit_and_batches(stub_broker):
 
 
 def test_retry_failed_since_until(stub_broker):
-    old = make_job("sms", "deliver_sms")
-    FailedJob.objects.filter(pk=old.pk).update(failed_at=timezone.now() - timedelta(days=3))
-    make_job("sms", "deliver_sms")
+    old = failed_job("sms", failed_at=timezone.now() - timedelta(days=3))
+    failed_job("sms")
     since = (timezone.now() - timedelta(days=1)).date().isoformat()
     out = call_command_output("retry_failed", "--since", since)
     assert out.strip() == "retried 1, skipped 0"
@@ -202,7 +190,7 @@ def test_retry_failed_since_until(stub_broker):
 
 
 def test_a_retry_that_never_reaches_the_broker_leaves_the_job_failed(stub_broker, monkeypatch):
-    job = make_job("sms", "deliver_sms")
+    job = failed_job("sms")
 
     def process_dies(messages):
         raise SystemExit("killed while enqueueing")
@@ -217,7 +205,7 @@ def test_a_retry_that_never_reaches_the_broker_leaves_the_job_failed(stub_broker
 
 
 def test_retried_message_id_is_the_one_the_database_recorded(stub_broker):
-    job = make_job("sms", "deliver_sms")
+    job = failed_job("sms")
 
     services.retry_jobs(FailedJob.objects.all())
 
@@ -274,31 +262,15 @@ def test_purge_deletes_past_retention(settings):
     settings.FAILED_JOBS_RETENTION_DAYS = 90
     settings.FAILED_JOBS_DONE_RETENTION_DAYS = 30
     now = timezone.now()
-    ancient = make_job("sms", "deliver_sms", failed_at=now - timedelta(days=91))
-    recent = make_job("sms", "deliver_sms", failed_at=now - timedelta(days=40))
-    retried = make_job(
-        "sms", "deliver_sms", failed_at=now - timedelta(days=40), status=FailedJob.Status.RETRIED
-    )
+    ancient = failed_job("sms", failed_at=now - timedelta(days=91))
+    recent = failed_job("sms", failed_at=now - timedelta(days=40))
+    retried = failed_job("sms", failed_at=now - timedelta(days=40), status=FailedJob.Status.RETRIED)
 
     out = call_command_output("purge_failed_jobs")
 
     assert out.strip() == "deleted 2"
     assert list(FailedJob.objects.values_list("pk", flat=True)) == [recent.pk]
     assert not FailedJob.objects.filter(pk__in=[ancient.pk, retried.pk]).exists()
-
-
-def make_job(queue, actor_name, **fields):
-    from notifications.tasks import ACTORS
-
-    actor = next(a for a in ACTORS.values() if a.actor_name == actor_name)
-    message = actor.message(
-        delivery_id=0, channel=queue, recipient="x", template="plain", context={}, language="en"
-    )
-    defaults = {"failed_at": timezone.now()}
-    defaults.update(fields)
-    pk = services.record_failure(message, RuntimeError("boom")).pk
-    FailedJob.objects.filter(pk=pk).update(**defaults)
-    return FailedJob.objects.get(pk=pk)
 
 
 def call_command_output(*args):
@@ -342,22 +314,20 @@ def test_synchronous_retry_that_fails_again_is_not_retried_in_the_same_run(setti
 
 def test_bulk_retry_enqueues_in_batches_that_a_worker_consumes(worker, django_user_model):
     from notifications.models import InAppNotification
-    from notifications.tasks import ACTORS
 
     user = django_user_model.objects.create(username="ada")
     for number in range(30):
-        delivery = Delivery.objects.create(
-            idempotency_key=f"bulk-{number}", channel="in_app", template="in_app", recipient=str(user.pk)
+        delivery = new_delivery(
+            str(user.pk), channel="in_app", template="in_app", idempotency_key=f"bulk-{number}"
         )
-        message = ACTORS["in_app"].message(
+        message = job_message(
+            "in_app",
+            str(user.pk),
             delivery_id=delivery.pk,
-            channel="in_app",
-            recipient=str(user.pk),
             template="in_app",
             context={"title": f"n{number}", "body": "", "link": ""},
-            language="en",
         )
-        services.record_failure(message, RuntimeError("database was down"))
+        failed_job(message=message)
 
     out = call_command_output("retry_failed", "--all", "--batch-size", "7")
 

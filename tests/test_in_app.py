@@ -8,6 +8,7 @@ from django.utils import timezone
 from notifications.channels import get_channel
 from notifications.exceptions import PermanentDeliveryError
 from notifications.models import Delivery, InAppNotification
+from tests.factories import new_delivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def payload(django_user_model):
     user = django_user_model.objects.create(username="ada")
-    delivery = Delivery.objects.create(channel="in_app", template="in_app", recipient=user.pk)
+    delivery = new_delivery(user.pk, channel="in_app", template="in_app")
     return {
         "delivery_id": delivery.pk,
         "channel": "in_app",

@@ -4,7 +4,7 @@ import pytest
 
 from notifications.models import Delivery, InAppNotification
 from notifications.services import NotificationsService
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -120,6 +120,7 @@ def test_rate_limited_sms_waits_for_retry_after_then_succeeds(service, worker, f
     assert fake_twilio.requests_seen == 2
 
 
+@pytest.mark.postgresql  # callers with one dedup key take turns on an advisory lock
 def test_concurrent_calls_with_one_dedup_key_send_once(service, worker, fake_smtp):
     """Eight callers at once (as when a sign-up form is submitted twice): one email, one Delivery."""
     import threading

@@ -2,12 +2,10 @@ import socket
 import urllib.request
 
 import pytest
-from django.utils import timezone
 
-from failedjobs.models import FailedJob
-from notifications.models import Delivery
 from notifications.services import NotificationsService
-from tests.conftest import wait_until
+from tests.factories import failed_job, new_delivery
+from tests.helpers import wait_until
 
 
 def metric_lines(client, **headers):
@@ -18,18 +16,10 @@ def metric_lines(client, **headers):
 
 @pytest.mark.django_db
 def test_metrics_count_deliveries_failed_jobs_and_dead_letters(client, redis_broker):
-    Delivery.objects.create(
-        idempotency_key="a", channel="sms", template="plain", recipient="+1", status="sent"
-    )
-    Delivery.objects.create(
-        idempotency_key="b", channel="sms", template="plain", recipient="+1", status="sent"
-    )
-    Delivery.objects.create(
-        idempotency_key="c", channel="email", template="plain", recipient="a@b.c", status="failed"
-    )
-    FailedJob.objects.create(
-        queue_name="email", actor_name="deliver_email", message_id="m1", failed_at=timezone.now()
-    )
+    new_delivery("+1", idempotency_key="a", status="sent")
+    new_delivery("+1", idempotency_key="b", status="sent")
+    new_delivery("a@b.c", channel="email", idempotency_key="c", status="failed")
+    failed_job("email", "a@b.c")
     redis_broker.client.zadd("dramatiq:sms.XQ", {"lost-message": 1})
 
     lines = metric_lines(client)
@@ -42,9 +32,7 @@ def test_metrics_count_deliveries_failed_jobs_and_dead_letters(client, redis_bro
 
 @pytest.mark.django_db
 def test_metrics_still_answer_when_redis_is_down(client, unreachable_redis):
-    FailedJob.objects.create(
-        queue_name="sms", actor_name="deliver_sms", message_id="m1", failed_at=timezone.now()
-    )
+    failed_job("sms")
 
     lines = metric_lines(client)
 

@@ -14,6 +14,7 @@ from periodiq import CronSpec
 from failedjobs import tasks
 from failedjobs.models import FailedJob
 from notifications.checks import check_channel_settings
+from tests.factories import failed_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,15 +38,8 @@ def test_periodic_jobs_are_scheduled():
 @pytest.mark.django_db
 def test_purge_job_applies_the_retention(settings):
     settings.FAILED_JOBS_RETENTION_DAYS = 10
-    FailedJob.objects.create(
-        queue_name="sms",
-        actor_name="deliver_sms",
-        message_id="old",
-        failed_at=timezone.now() - timedelta(days=11),
-    )
-    FailedJob.objects.create(
-        queue_name="sms", actor_name="deliver_sms", message_id="new", failed_at=timezone.now()
-    )
+    failed_job("sms", message_id="old", failed_at=timezone.now() - timedelta(days=11))
+    failed_job("sms", message_id="new")
     tasks.purge_failed_jobs()
     assert list(FailedJob.objects.values_list("message_id", flat=True)) == ["new"]
 

@@ -7,6 +7,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from notifications.exceptions import PermanentDeliveryError, TransientDeliveryError
 from notifications.provider_errors import smtp_error, twilio_error
+from tests.factories import new_delivery
 
 
 def rest_error(status, code):
@@ -68,9 +69,7 @@ def test_smtp_errors(error, permanent, code):
 
 @pytest.fixture
 def sms_payload(db):
-    from notifications.models import Delivery
-
-    delivery = Delivery.objects.create(channel="sms", template="plain", recipient="+33612345678")
+    delivery = new_delivery("+33612345678")
     return {
         "delivery_id": delivery.pk,
         "channel": "sms",

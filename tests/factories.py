@@ -1,0 +1,70 @@
+"""The rows tests start from: failed jobs and deliveries, built the way the project builds them."""
+
+from django.utils import timezone
+from dramatiq import Message
+
+from failedjobs.models import FailedJob
+from notifications.models import Delivery
+from notifications.tasks import ACTORS
+
+PHONE = "+33612345678"
+
+
+def job_message(channel: str = "sms", recipient: str = PHONE, **kwargs) -> Message:
+    """A message of the channel's actor, with the keyword arguments NotificationsService gives it."""
+    actor = ACTORS[channel]
+    kwargs = {
+        "channel": actor.queue_name,
+        "recipient": recipient,
+        "template": "plain",
+        "context": {"text": "Bonjour"},
+        "language": "en",
+        "delivery_id": 1,
+        **kwargs,
+    }
+    return actor.message(**kwargs)
+
+
+def failed_job(
+    channel: str = "sms",
+    recipient: str = PHONE,
+    *,
+    message: Message | None = None,
+    status: str = FailedJob.Status.FAILED,
+    **fields,
+) -> FailedJob:
+    """A failed job holding a real encoded message, as the failed-job middleware stores one.
+
+    ``message`` defaults to a ``job_message(channel, recipient)``; ``fields`` override the row's
+    other columns (``failed_at``, ``message_id``, ...).
+    """
+    if message is None:
+        message = job_message(channel, recipient)
+    recipient = message.kwargs.get("recipient", recipient)
+    error = f"Twilio error 21211: the 'To' number {recipient} is not valid"
+    row = {
+        "queue_name": message.queue_name,
+        "actor_name": message.actor_name,
+        "message_id": message.message_id,
+        "message_data": message.encode(),
+        "args": list(message.args),
+        "kwargs": dict(message.kwargs),
+        "exception_class": "notifications.exceptions.PermanentDeliveryError",
+        "exception_message": error,
+        "traceback": (
+            "Traceback (most recent call last):\n"
+            '  File "notifications/delivery.py", line 40, in deliver\n'
+            f"notifications.exceptions.PermanentDeliveryError: {error}\n"
+        ),
+        "failed_at": timezone.now(),
+        "status": status,
+        **fields,
+    }
+    return FailedJob.objects.create(**row)
+
+
+def new_delivery(
+    recipient: str = PHONE, *, channel: str = "sms", template: str = "plain", **fields
+) -> Delivery:
+    """A Delivery row as NotificationsService creates one (queued), with ``fields`` overriding."""
+    return Delivery.objects.create(channel=channel, template=template, recipient=recipient, **fields)
