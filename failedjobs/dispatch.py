@@ -34,20 +34,25 @@ def send(message: Message) -> None:
         run_now(message)
 
 
-def send_many(messages: Sequence[Message]) -> None:
-    """Send a batch with the broker's ``enqueue_many`` where it has one: one round trip, not one each."""
+def enqueue_many(messages: Sequence[Message]) -> list[Message]:
+    """Enqueue a batch, with the broker's ``enqueue_many`` where it has one (one round trip, not one
+    each); return the messages that could not be, for the caller to run when it sees fit.
+    """
+    if not queue_available():
+        return list(messages)
     broker = dramatiq.get_broker()
-    enqueue_many = getattr(broker, "enqueue_many", None)
-    if enqueue_many is not None and queue_available():
-        try:
-            enqueue_many(messages)
-            return
-        except UNREACHABLE as error:
-            # Some may have gone through; the second copy of a message must be harmless to its actor
-            # (a notification's Delivery row stops it from being sent twice).
-            broker_failed(error)
-    for message in messages:
-        send(message)
+    try:
+        if hasattr(broker, "enqueue_many"):
+            broker.enqueue_many(messages)
+        else:
+            for message in messages:
+                broker.enqueue(message)
+    except UNREACHABLE as error:
+        # Some may have gone through; the second copy of a message must be harmless to its actor
+        # (a notification's Delivery row stops it from being sent twice).
+        broker_failed(error)
+        return list(messages)
+    return []
 
 
 def queue_available() -> bool:

@@ -218,6 +218,8 @@ def retry_jobs(
         return result
     # A retry run synchronously can fail again and add rows; they are not part of this run.
     last_pk, newest_pk = 0, FailedJob.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    if not dispatch.queue_available():
+        batch_size = 1  # each message runs here, after its own job is marked: see retry_batch
     while limit is None or result.retried < limit:
         size = batch_size if limit is None else min(batch_size, limit - result.retried)
         batch = pending.filter(pk__gt=last_pk, pk__lte=newest_pk).values("pk")[:size]
@@ -235,6 +237,10 @@ def retry_batch(batch: QuerySet) -> tuple[int, int | None]:
     The messages go to the broker before the transaction commits: if this process dies in between,
     the rows stay failed and can be retried again, and the retry's id is derived from the row (see
     new_message_id), so a second copy has the same id as the first.
+
+    Messages that must run here (the queue is off, or the broker unreachable) run after the commit,
+    never inside the transaction: a rollback would forget that the provider was called, and the next
+    retry would send again.
     """
     with transaction.atomic():
         rows = FailedJob.objects.mark_retried(batch)
@@ -242,7 +248,9 @@ def retry_batch(batch: QuerySet) -> tuple[int, int | None]:
             return 0, None
         messages = [fresh_copy(Message.decode(bytes(data)), retried_as) for _, retried_as, data in rows]
         jobs_retried.send(sender=FailedJob, messages=messages)
-        dispatch.send_many(messages)
+        to_run_here = dispatch.enqueue_many(messages)
+    for message in to_run_here:
+        dispatch.run_now(message)
     return len(rows), max((pk for pk, _, _ in rows), default=None)
 
 

@@ -32,7 +32,7 @@ from tests.helpers import ROOT
 #: shared in-memory test database then fails with "database table is locked".
 SERVICE_FIXTURES = {
     "redis": {"redis_url", "redis_broker", "worker", "worker_process"},
-    "postgresql": {"worker", "worker_process"},
+    "postgresql": {"worker", "worker_process", "process_env"},
     "worker": {"worker", "worker_process"},
 }
 
@@ -260,9 +260,9 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker_process(redis_url, redis_broker, transactional_db, tmp_path, twilio_server, smtp_server):
-    """Start real worker processes against the test database, Redis and the local fakes."""
-    env = {
+def process_env(redis_url, transactional_db, twilio_server, smtp_server):
+    """The environment of a project process (a worker, a command) on the test database, Redis and fakes."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "DATABASE_URL": test_database_url(),
@@ -282,6 +282,12 @@ def worker_process(redis_url, redis_broker, transactional_db, tmp_path, twilio_s
         "TWILIO_API_BASE_URL": twilio_server.url,
         "CONN_MAX_AGE": "0",
     }
+
+
+@pytest.fixture
+def worker_process(process_env, redis_broker, tmp_path):
+    """Start real worker processes against the test database, Redis and the local fakes."""
+    env = process_env
     started = []
 
     def start(**overrides):

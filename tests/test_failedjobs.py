@@ -195,7 +195,7 @@ def test_a_retry_that_never_reaches_the_broker_leaves_the_job_failed(stub_broker
     def process_dies(messages):
         raise SystemExit("killed while enqueueing")
 
-    monkeypatch.setattr(services.dispatch, "send_many", process_dies)
+    monkeypatch.setattr(services.dispatch, "enqueue_many", process_dies)
     with pytest.raises(SystemExit):
         services.retry_jobs(FailedJob.objects.all())
 
