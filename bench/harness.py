@@ -39,6 +39,9 @@ def bench_env(**overrides):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key"),
+        # W4 builds a million rows in one statement.
+        "DATABASE_STATEMENT_TIMEOUT_MS": "0",
         "DATABASE_URL": f"{POSTGRES}/{DATABASE}",
         "REDIS_URL": REDIS_URL,
         "QUEUE_ENABLED": "true",

@@ -1,5 +1,11 @@
 """Settings for the test suite: the project's settings with fast retries and test credentials."""
 
+import os
+
+# project.settings refuses to start without a key unless DEBUG is on; worker processes started by
+# the tests inherit it.
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
+
 from project.settings import *  # noqa: F403
 from project.settings import DRAMATIQ_BROKER, env
 
