@@ -25,7 +25,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from tests.fakes.smtp_server import FakeSMTP
 from tests.fakes.twilio_server import FakeTwilio
-from tests.helpers import ROOT
+from tests.helpers import ROOT, database_url
 
 #: The markers a test gets from the fixtures it uses, directly or through other fixtures. A real
 #: worker writes to the database from its own threads or processes while the test reads it: SQLite's
@@ -220,11 +220,6 @@ def fake_smtp(smtp_server, settings):
     smtp_server.reset()
 
 
-def test_database_url():
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 class WorkerProcess:
     """``manage.py rundramatiq`` in a child process, configured only through the environment."""
 
@@ -265,7 +260,7 @@ def process_env(redis_url, transactional_db, twilio_server, smtp_server):
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": redis_url,
         "QUEUE_ENABLED": "true",
         "NOTIFICATIONS_MIN_BACKOFF_MS": "10",

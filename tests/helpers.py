@@ -7,6 +7,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def database_url() -> str:
+    """The URL of the test database, for processes and connections of the tests' own."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 def wait_until(condition, timeout=15.0, interval=0.05, message="condition"):
     """Poll until condition() is truthy; fail the test with ``message`` otherwise."""
     deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, database_url
 
 SEND = (
     "import django; django.setup(); from notifications.services import NotificationsService\n"
@@ -75,3 +75,36 @@ def test_a_statement_stuck_on_a_lock_fails_after_the_statement_timeout(process_e
 
     assert "OperationalError canceling statement due to statement timeout" in output, output
     assert 1 <= elapsed < 15, f"the call took {elapsed:.1f} s"
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_with_health_checks_a_call_after_a_database_restart_gets_a_fresh_connection(
+    stub_broker, django_user_model
+):
+    from django.core.signals import request_started
+    from django.db import connection
+
+    from notifications.models import Delivery
+    from notifications.services import NotificationsService
+
+    user = django_user_model.objects.create(username="ada")
+    connection.settings_dict["CONN_HEALTH_CHECKS"] = True
+    connection.close()  # the setting is read when connecting
+    connection.ensure_connection()
+    try:
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(
+            database_url().replace("postgres://", "postgresql://"), autocommit=True
+        ) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+        request_started.send(sender=None)  # as the next web request or worker message does
+        delivery = NotificationsService().create_inapp_notification(user, title="after the restart")
+        new_pid = connection.connection.info.backend_pid
+    finally:
+        connection.settings_dict["CONN_HEALTH_CHECKS"] = False
+        connection.close()
+
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.QUEUED
+    assert new_pid != pid
