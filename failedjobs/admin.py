@@ -1,9 +1,11 @@
 import json
 import re
-from typing import cast
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
 
 import dramatiq
 from django.contrib import admin, messages
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
 from django.contrib.auth import get_permission_codename
@@ -21,7 +23,7 @@ from django.utils.html import format_html
 
 from . import services
 from .conf import setting
-from .masking import mask_recipient, mask_text
+from .masking import mask_recipient, mask_text, redact_links
 from .models import FailedJob
 
 #: Never loaded for the list: the encoded message, the traceback and the payload are most of a row's bytes.
@@ -92,13 +94,36 @@ class ActorFilter(ActorAttributeFilter):
     parameter_name = "actor_name"
 
 
-def as_json_block(value):
+class ListFilterLookupsOnly:
+    """Query-string lookups only as the list's own filters make them.
+
+    Django also takes any lookup on a model's own fields from the URL: with
+    ?kwargs__recipient__startswith=+3361, staff could find a masked number one digit at a time.
+    """
+
+    FIELD_LOOKUPS = ("", "__exact", "__gte", "__lt", "__isnull")
+    list_filter: ClassVar[Sequence[Any]]
+
+    def lookup_allowed(self, lookup, value, request=None):
+        fields = [entry for entry in self.list_filter if isinstance(entry, str)]
+        parameters = [getattr(entry, "parameter_name", None) for entry in self.list_filter]
+        field_lookups = {f"{field}{suffix}" for field in fields for suffix in self.FIELD_LOOKUPS}
+        return lookup in field_lookups or lookup in parameters
+
+
+def as_json_block(value, *, links=True):
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    return format_html("<pre>{}</pre>", mask_text(text))
+    return pre(text, links=links)
+
+
+def pre(text, *, links=True):
+    """Text for staff, in a <pre>: addresses and numbers masked, and links too unless ``links``."""
+    text = mask_text(text)
+    return format_html("<pre>{}</pre>", text if links else redact_links(text))
 
 
 @admin.register(FailedJob)
-class FailedJobAdmin(admin.ModelAdmin):
+class FailedJobAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
     """The dead-letter store: look at failed jobs, send them again or delete them; never edit one."""
 
     list_display = (
@@ -114,6 +139,16 @@ class FailedJobAdmin(admin.ModelAdmin):
     list_filter = (QueueFilter, ActorFilter, "status", "failed_at")
     search_fields = ("=message_id", "actor_name", "exception_message")
     search_help_text = "A message id, or part of an actor name or of an error message."
+    #: For staff who may not act on failed jobs: error texts hold numbers and addresses, which a
+    #: search would let them guess one character at a time.
+    view_only_search_fields = ("=message_id", "actor_name")
+    #: ... and links with tokens, which they see cut to their origin.
+    VIEW_ONLY_FIELDS = {
+        "error": "error_without_links",
+        "args_json": "args_without_links",
+        "kwargs_json": "kwargs_without_links",
+        "traceback_text": "traceback_without_links",
+    }
     # Only the indexed columns: sorting a million rows on any other one is a full sort.
     sortable_by = ("id", "failed_at")
     show_full_result_count = False
@@ -158,6 +193,17 @@ class FailedJobAdmin(admin.ModelAdmin):
             return queryset.filter(message_id=term.lower()), False
         return super().get_search_results(request, queryset, search_term)
 
+    def get_search_fields(self, request):
+        return self.search_fields if self.has_retry_permission(request) else self.view_only_search_fields
+
+    def get_fields(self, request, obj=None):
+        if self.has_retry_permission(request):
+            return self.fields
+        return tuple(self.VIEW_ONLY_FIELDS.get(name, name) for name in self.fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
     def has_add_permission(self, request):
         return False
 
@@ -178,7 +224,7 @@ class FailedJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="exception message")
     def error(self, job):
-        return format_html("<pre>{}</pre>", mask_text(job.exception_message))
+        return pre(job.exception_message)
 
     @admin.display(description="args")
     def args_json(self, job):
@@ -190,7 +236,23 @@ class FailedJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="traceback")
     def traceback_text(self, job):
-        return format_html("<pre>{}</pre>", mask_text(job.traceback))
+        return pre(job.traceback)
+
+    @admin.display(description="exception message")
+    def error_without_links(self, job):
+        return pre(job.exception_message, links=False)
+
+    @admin.display(description="args")
+    def args_without_links(self, job):
+        return as_json_block(job.args, links=False)
+
+    @admin.display(description="kwargs")
+    def kwargs_without_links(self, job):
+        return as_json_block(job.kwargs, links=False)
+
+    @admin.display(description="traceback")
+    def traceback_without_links(self, job):
+        return pre(job.traceback, links=False)
 
     @admin.display(description="encoded message")
     def message_size(self, job):
@@ -237,7 +299,7 @@ class FailedJobAdmin(admin.ModelAdmin):
         query = filters.urlencode()
         try:
             jobs = self.get_changelist_instance(request).get_queryset(request)
-        except IncorrectLookupParameters:
+        except (IncorrectLookupParameters, DisallowedModelAdminLookup):
             return redirect(self.url("changelist", f"{ERROR_FLAG}=1"))
         if request.method == "POST" and "confirm" in request.POST:
             self.report_retry(request, services.retry_jobs(jobs))

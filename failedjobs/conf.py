@@ -14,6 +14,9 @@ DEFAULTS: dict[str, Any] = {
     "FAILED_JOBS_DONE_RETENTION_DAYS": 30,
     # The keyword argument of a failed message that the admin lists, masked, as its recipient.
     "FAILED_JOBS_RECIPIENT_KWARG": "recipient",
+    # Phone numbers written in the national form of these regions are masked too (international ones
+    # always are).
+    "FAILED_JOBS_PHONE_REGIONS": ["FR", "US"],
 }
 
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from failedjobs.admin import EstimatedCountPaginator
+from failedjobs.admin import EstimatedCountPaginator, ListFilterLookupsOnly
 from failedjobs.masking import mask_recipient, mask_text
 
 from .models import Delivery, InAppNotification
@@ -26,7 +26,7 @@ class TemplateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
     """The delivery log, read-only, with recipients and errors masked."""
 
     list_display = (

@@ -357,3 +357,33 @@ class WakingConsumer(getattr(dramatiq_redis, "_RedisConsumer", Consumer)):
     def forget_eta(self, message):
         with self.etas_lock:
             self.etas.pop(message.message_id, None)
+
+
+def redeliver_orphaned_messages(broker: dramatiq.Broker) -> int:
+    """Give the unfinished messages of workers that died back to their queues now.
+
+    Dramatiq's Redis broker does it in its maintenance, which each Redis command runs by chance
+    (maintenance_chance in a million): with few commands, a dead worker's messages could wait many
+    minutes. Here every declared queue gets one command from a broker whose chance is certainty.
+    A worker is dead once it has been silent for heartbeat_timeout. Returns how many queues were
+    swept; 0 off Redis or when this Dramatiq does not run commands this way (then its own chance
+    maintenance is all there is).
+    """
+    if not isinstance(broker, dramatiq_redis.RedisBroker):
+        return 0
+    sweeper = dramatiq_redis.RedisBroker(
+        client=broker.client,
+        namespace=broker.namespace,
+        heartbeat_timeout=broker.heartbeat_timeout,
+        dead_message_ttl=broker.dead_message_ttl,
+        maintenance_chance=dramatiq_redis.MAINTENANCE_SCALE,
+        middleware=[],
+    )
+    queues = broker.get_declared_queues() | broker.get_declared_delay_queues()
+    try:
+        for queue_name in sorted(queues):
+            sweeper.do_qsize(queue_name)  # any command but ack and nack runs maintenance first
+    except AttributeError:
+        logger.warning("This Dramatiq's Redis broker has no do_qsize; leaving redelivery to its maintenance.")
+        return 0
+    return len(queues)

@@ -1,7 +1,9 @@
+import functools
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -28,14 +30,6 @@ class DeliveryQuerySet(models.QuerySet):
             status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
         )
         return claimed == 1
-
-    def take_over(self, pk: int) -> bool:
-        """Claim a delivery left sending by an attempt that stopped before it could have sent it."""
-        Status = Delivery.Status
-        taken = self.filter(pk=pk, status=Status.SENDING).update(
-            attempts=F("attempts") + 1, updated_at=timezone.now()
-        )
-        return taken == 1
 
     def mark_sent(self, pk: int, provider_message_id: str = "") -> None:
         now = timezone.now()
@@ -67,11 +61,92 @@ class DeliveryQuerySet(models.QuerySet):
             status=Delivery.Status.FAILED, updated_at=timezone.now(), **changes
         )
 
+    def deliver_in_app(self, pk: int, recipient_id: int, title: str, body: str, link: str) -> bool:
+        """Mark a delivery sent and write its in-app notification, at once; False when it was sent.
+
+        On PostgreSQL one statement does both: one round trip and one commit per notification, where
+        the ORM's claim, insert and update take three of each (a worker drained in-app notifications
+        about four times slower with them). Elsewhere, one transaction.
+        """
+        if connection.vendor == "postgresql":
+            return self.deliver_in_app_in_one_statement(pk, recipient_id, title, body, link)
+        now = timezone.now()
+        with transaction.atomic():
+            sent = (
+                self.filter(pk=pk)
+                .exclude(status=Delivery.Status.SENT)
+                .update(
+                    status=Delivery.Status.SENT,
+                    attempts=F("attempts") + 1,
+                    sent_at=now,
+                    updated_at=now,
+                    last_error="",
+                    error_code="",
+                )
+            )
+            if sent:
+                InAppNotification.objects.create(
+                    recipient_id=recipient_id, delivery_id=pk, title=title, body=body, link=link
+                )
+        return sent == 1
+
+    def deliver_in_app_in_one_statement(
+        self, pk: int, recipient_id: int, title: str, body: str, link: str
+    ) -> bool:
+        parameters: dict[str, Any] = {
+            "sent": Delivery.Status.SENT,
+            "now": timezone.now(),
+            "pk": pk,
+            "recipient": recipient_id,
+            "title": title,
+            "body": body,
+            "link": link,
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(deliver_in_app_statement(), parameters)
+            return cursor.fetchone() is not None
+
     def requeue(self, pks: Iterable[int]) -> int:
         """Failed deliveries whose message an operator sends again are waiting once more."""
         return self.filter(pk__in=list(pks), status=Delivery.Status.FAILED).update(
             status=Delivery.Status.QUEUED, updated_at=timezone.now()
         )
+
+
+@functools.cache
+def deliver_in_app_statement() -> str:
+    """DeliveryQuerySet.deliver_in_app's statement for PostgreSQL, names taken from the models."""
+    delivery, notification = Columns(Delivery), Columns(InAppNotification)
+    return f"""
+            WITH sent AS (
+                UPDATE {delivery.table}
+                   SET {delivery.status} = %(sent)s, {delivery.attempts} = {delivery.attempts} + 1,
+                       {delivery.sent_at} = %(now)s, {delivery.updated_at} = %(now)s,
+                       {delivery.last_error} = '', {delivery.error_code} = ''
+                 WHERE {delivery.id} = %(pk)s AND {delivery.status} <> %(sent)s
+             RETURNING {delivery.id}
+            )
+            INSERT INTO {notification.table}
+                   ({notification.recipient}, {notification.delivery}, {notification.title},
+                    {notification.body}, {notification.link}, {notification.created_at})
+            SELECT %(recipient)s, {delivery.id}, %(title)s, %(body)s, %(link)s, %(now)s FROM sent
+            RETURNING {notification.id}
+        """
+
+
+class Columns:
+    """A model's table and column names, quoted for hand-written SQL: ``columns(Delivery).status``."""
+
+    def __init__(self, model: type[models.Model]) -> None:
+        quote = connection.ops.quote_name
+        self.table = quote(model._meta.db_table)
+        self.names = {field.name: quote(field.column) for field in model._meta.concrete_fields}
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self.names[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def describe(error: Exception) -> str:

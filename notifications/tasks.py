@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+from periodiq import cron
 
+from . import broker
 from .channels import BaseChannel, all_channels
 from .conf import setting
 from .exceptions import PermanentDeliveryError, TransientDeliveryError
@@ -44,3 +46,9 @@ def declare_actor(channel: BaseChannel) -> dramatiq.Actor:
 #: The actor of each channel, by channel name.
 ACTORS: dict[str, dramatiq.Actor] = {channel.name: declare_actor(channel) for channel in all_channels()}
 ACTOR_NAMES = frozenset(actor.actor_name for actor in ACTORS.values())
+
+
+@dramatiq.actor(queue_name="maintenance", periodic=cron("* * * * *"), max_retries=0)
+def redeliver_orphaned_messages() -> None:
+    """Every minute: a dead worker's unfinished messages go back to their queues."""
+    broker.redeliver_orphaned_messages(dramatiq.get_broker())

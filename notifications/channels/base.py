@@ -79,19 +79,20 @@ class BaseChannel:
             if failure is None or failure is error:
                 raise
             raise failure from error
-        Delivery.objects.mark_sent(delivery_id, provider_message_id)
+        self.record_sent(delivery_id, provider_message_id)
         return provider_message_id
 
     def send(self, payload: Payload) -> str:
         """Send one message and return the provider's id for it."""
         raise NotImplementedError
 
+    def record_sent(self, delivery_id: int, provider_message_id: str) -> None:
+        from ..models import Delivery
+
+        Delivery.objects.mark_sent(delivery_id, provider_message_id)
+
     def provider_error(self, error: Exception) -> DeliveryError | None:
         """What a provider's exception means: permanent or transient; None for a bug of ours."""
-        return None
-
-    def delivered_before(self, delivery_id: int) -> bool | None:
-        """Whether an attempt that stopped mid-send delivered the message; None when nobody can know."""
         return None
 
     def claim(self, delivery_id: int) -> bool:
@@ -119,12 +120,6 @@ class BaseChannel:
                 f"Delivery {delivery.pk} may still be in the hands of another attempt.",
                 delay=int(wait.total_seconds() * 1000) + 100,
             )
-        delivered = self.delivered_before(delivery.pk)
-        if delivered:
-            Delivery.objects.mark_sent(delivery.pk, delivery.provider_message_id)
-            return False
-        if delivered is False:
-            return Delivery.objects.take_over(delivery.pk)
         error = DeliveryOutcomeUnknown(
             f"An earlier attempt at delivery {delivery.pk} stopped while sending; it may have been "
             "delivered. Not sent again automatically: retry it from failed jobs to send it anyway."

@@ -1,19 +1,22 @@
 """In-app notifications: a row in InAppNotification, at most one per Delivery."""
 
-import contextlib
+import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError
 
 from ..exceptions import DeliveryError, InvalidRecipient, PermanentDeliveryError
 from ..payload import Payload
 from .base import BaseChannel
 
+logger = logging.getLogger("notifications.delivery")
+
 
 class InAppChannel(BaseChannel):
-    """Sending is an insert. The unique InAppNotification.delivery makes it happen once per Delivery,
-    so an attempt that stopped mid-send can be told apart from one that delivered.
+    """Sending marks the delivery sent and writes the notification at once (one statement on
+    PostgreSQL, one transaction elsewhere). So there is no claim before it and nothing to record
+    after it, and no attempt can stop half-way: a delivery is sent with its notification, or not.
     """
 
     label = "In-app"
@@ -34,33 +37,26 @@ class InAppChannel(BaseChannel):
     def check_template(self, template: str, language: str) -> None:
         """In-app notifications carry their own title and body."""
 
-    def send(self, payload: Payload) -> str:
-        from ..models import InAppNotification
+    def claim(self, delivery_id: int) -> bool:
+        return True  # send claims
 
-        context = payload["context"]
-        with savepoint_if_in_transaction():
-            InAppNotification.objects.create(
-                recipient_id=payload["recipient"],
-                delivery_id=payload["delivery_id"],
-                title=context["title"],
-                body=context["body"],
-                link=context["link"],
-            )
+    def send(self, payload: Payload) -> str:
+        from ..models import Delivery
+
+        delivery_id, context = payload["delivery_id"], payload["context"]
+        written = Delivery.objects.deliver_in_app(
+            delivery_id, int(payload["recipient"]), context["title"], context["body"], context["link"]
+        )
+        if not written:
+            if not Delivery.objects.filter(pk=delivery_id).exists():
+                raise PermanentDeliveryError(f"Delivery {delivery_id} does not exist.")
+            logger.info("Delivery %s was sent before; not sending it again.", delivery_id)
         return ""
+
+    def record_sent(self, delivery_id: int, provider_message_id: str) -> None:
+        """send recorded it."""
 
     def provider_error(self, error: Exception) -> DeliveryError | None:
         if isinstance(error, IntegrityError):
-            return PermanentDeliveryError(
-                f"The user or the delivery does not exist, or was notified: {error}"
-            )
+            return PermanentDeliveryError(f"The user to notify does not exist: {error}")
         return None
-
-    def delivered_before(self, delivery_id: int) -> bool:
-        from ..models import InAppNotification
-
-        return InAppNotification.objects.filter(delivery_id=delivery_id).exists()
-
-
-def savepoint_if_in_transaction() -> Any:
-    """A failed insert must not spoil a surrounding transaction; outside one, a savepoint is waste."""
-    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
