@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "TWILIO_WHATSAPP_FROM": "",
     "TWILIO_API_BASE_URL": "https://api.twilio.com",
     "TWILIO_TIMEOUT": 15.0,
+    # After Twilio did not answer in time, the next attempt waits this long, then looks the message up
+    # at Twilio before sending it again.
+    "TWILIO_LOOKUP_DELAY_MS": 30_000,
     "METRICS_TOKEN": "",
 }
 

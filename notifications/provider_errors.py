@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
+from .conf import setting
 from .exceptions import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 
 # Twilio error codes that no retry can fix (https://www.twilio.com/docs/api/errors).
@@ -26,10 +27,21 @@ TWILIO_PERMANENT_CODES = {
     63016,  # WhatsApp: outside the 24-hour customer service window
 }
 TWILIO_RATE_LIMIT_CODES = {20429}
+#: Our code for a request Twilio did not answer in time: it may have accepted the message.
+NO_ANSWER = "no-answer"
 
 
 def twilio_error(error: Exception, headers: Mapping[str, str] | None = None) -> DeliveryError:
     """Rate limits, server errors and network trouble are transient; known dead ends and other 4xx are not."""
+    if isinstance(error, requests.ReadTimeout):
+        return TransientDeliveryError(
+            f"Twilio did not answer in time ({error}); it may have accepted the message, so the next "
+            "attempt looks for it at Twilio before sending again.",
+            provider="twilio",
+            code=NO_ANSWER,
+            # Long enough for Twilio to have finished with the request, so the lookup can find it.
+            delay=setting("TWILIO_LOOKUP_DELAY_MS"),
+        )
     if not isinstance(error, TwilioRestException):
         if isinstance(error, (requests.RequestException, TwilioException, OSError)):
             return TransientDeliveryError(f"Could not reach Twilio: {error}", provider="twilio")

@@ -125,6 +125,7 @@ TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", default="")
 TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", default="")
 TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=15.0)
+TWILIO_LOOKUP_DELAY_MS = env.int("TWILIO_LOOKUP_DELAY_MS", default=30_000)
 
 
 def _redis_url():

@@ -1,6 +1,7 @@
 """The Twilio client shared by the SMS and WhatsApp channels."""
 
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
@@ -15,9 +16,10 @@ from ..exceptions import (
     InvalidNotification,
     InvalidRecipient,
     PermanentDeliveryError,
+    TransientDeliveryError,
 )
 from ..payload import Payload
-from ..provider_errors import twilio_error
+from ..provider_errors import NO_ANSWER, twilio_error
 from ..rendering import find_template, render_text
 from .base import BaseChannel
 
@@ -39,9 +41,14 @@ class HttpClient(TwilioHttpClient):
 
 def twilio_client() -> Client:
     """One client per thread: requests sessions are not thread-safe, and reuse keeps connections warm."""
-    key = (setting("TWILIO_ACCOUNT_SID"), setting("TWILIO_AUTH_TOKEN"), setting("TWILIO_API_BASE_URL"))
+    key = (
+        setting("TWILIO_ACCOUNT_SID"),
+        setting("TWILIO_AUTH_TOKEN"),
+        setting("TWILIO_API_BASE_URL"),
+        setting("TWILIO_TIMEOUT"),
+    )
     if getattr(_local, "key", None) != key:
-        client = Client(key[0], key[1], http_client=HttpClient(timeout=setting("TWILIO_TIMEOUT")))
+        client = Client(key[0], key[1], http_client=HttpClient(timeout=key[3]))
         client.api.base_url = key[2]
         _local.key, _local.client = key, client
     return _local.client
@@ -50,6 +57,14 @@ def twilio_client() -> Client:
 def send_message(to: str, from_: str, body: str) -> str:
     """Send one message through Twilio and return its SID; Twilio's own exceptions propagate."""
     return twilio_client().messages.create(to=to, from_=from_, body=body).sid
+
+
+def find_message(to: str, from_: str, body: str, since: datetime) -> str | None:
+    """The SID of a message Twilio accepted from ``from_`` to ``to`` with this body since then."""
+    for message in twilio_client().messages.list(to=to, from_=from_, limit=50):
+        if message.body == body and message.date_created is not None and message.date_created >= since:
+            return message.sid
+    return None
 
 
 def too_long(body: str) -> str:
@@ -110,7 +125,26 @@ class TwilioChannel(BaseChannel):
     def send(self, payload: Payload) -> str:
         self.check_configured()
         sender = self.address_prefix + setting(self.from_setting).removeprefix(self.address_prefix)
-        return send_message(self.address_prefix + payload["recipient"], sender, self.render(payload))
+        to, body = self.address_prefix + payload["recipient"], self.render(payload)
+        accepted = self.accepted_earlier(payload["delivery_id"], to, sender, body)
+        return accepted or send_message(to, sender, body)
+
+    def accepted_earlier(self, delivery_id: int, to: str, sender: str, body: str) -> str | None:
+        """After an attempt Twilio did not answer, the SID of the message it accepted all the same."""
+        from ..models import Delivery
+
+        unanswered = Delivery.objects.filter(pk=delivery_id, error_code=NO_ANSWER)
+        created_at = unanswered.values_list("created_at", flat=True).first()
+        if created_at is None:
+            return None
+        try:
+            return find_message(to, sender, body, since=created_at - timedelta(minutes=1))
+        except Exception as error:
+            raise TransientDeliveryError(
+                f"Could not ask Twilio whether an earlier attempt was accepted: {error!r}",
+                provider="twilio",
+                code=NO_ANSWER,
+            ) from error
 
     def provider_error(self, error: Exception) -> DeliveryError:
         return twilio_error(error, twilio_client().http_client.last_headers)

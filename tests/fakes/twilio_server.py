@@ -1,4 +1,4 @@
-"""A fake Twilio REST API (Messages.json only) served over local HTTP, stdlib only.
+"""A fake Twilio REST API (Messages.json: create and list) served over local HTTP, stdlib only.
 
 Point the real SDK at it with ``client.api.base_url = fake.url``.
 """
@@ -8,6 +8,7 @@ import binascii
 import json
 import re
 import threading
+import time
 import uuid
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +35,7 @@ def basic_auth_username(header):
 
 
 def message_resource(message):
-    now = formatdate(usegmt=True)
+    now = message.get("date_created") or formatdate(usegmt=True)
     uri = f"/2010-04-01/Accounts/{message['account_sid']}/Messages/{message['sid']}"
     return {
         "account_sid": message["account_sid"],
@@ -70,6 +71,8 @@ class FakeTwilio(Recording):
         self.on_accept = None
         self._failures = []
         self._always = None
+        self._delays = []
+        self.lookups_seen = 0
         self._server = None
         self._thread = None
 
@@ -96,6 +99,11 @@ class FakeTwilio(Recording):
         with self._changed:
             self._failures.extend([failure] * times)
 
+    def delay_next(self, seconds, times=1):
+        """Answer the next ``times`` POSTs only after ``seconds``, before deciding anything."""
+        with self._changed:
+            self._delays.extend([seconds] * times)
+
     def fail_always(self, status, code, message="Fake Twilio error"):
         with self._changed:
             self._always = (status, code, message, None)
@@ -104,12 +112,31 @@ class FakeTwilio(Recording):
         with self._changed:
             self.messages.clear()
             self.requests_seen = 0
+            self.lookups_seen = 0
             self.on_accept = None
             self._failures.clear()
             self._always = None
+            self._delays.clear()
 
     def describe(self):
         return f"{self.messages!r} (requests seen: {self.requests_seen})"
+
+    def _next_delay(self):
+        with self._changed:
+            return self._delays.pop(0) if self._delays else 0
+
+    def _list(self, account_sid, to, from_):
+        """Messages of the account, newest first, filtered as Twilio's To and From parameters do."""
+        with self._changed:
+            self.lookups_seen += 1
+            found = [
+                message
+                for message in self.messages
+                if message["account_sid"] == account_sid
+                and (to is None or message["to"] == to)
+                and (from_ is None or message["from"] == from_)
+            ]
+        return list(reversed(found))
 
     def _next_failure(self):
         """Count the request and pop the error to answer with, if any."""
@@ -127,6 +154,7 @@ class FakeTwilio(Recording):
             "from": fields.get("From", ""),
             "body": fields.get("Body", ""),
             "auth_ok": auth_username == account_sid,
+            "date_created": formatdate(usegmt=True),
         }
         with self._changed:
             self.messages.append(message)
@@ -152,7 +180,12 @@ class _TwilioHandler(BaseHTTPRequestHandler):
         if match is None:
             self._not_found()
             return
+        # What to answer is decided on arrival, then the answer waits: a request delayed and refused
+        # is refused, whatever arrives meanwhile.
         failure = self.server.fake._next_failure()
+        delay = self.server.fake._next_delay()
+        if delay:
+            time.sleep(delay)
         if failure is not None:
             status, code, message, retry_after = failure
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
@@ -163,7 +196,23 @@ class _TwilioHandler(BaseHTTPRequestHandler):
         self._send_json(201, message_resource(message))
 
     def do_GET(self):
-        self._not_found()
+        url = urlsplit(self.path)
+        match = MESSAGES_PATH.match(url.path)
+        if match is None:
+            self._not_found()
+            return
+        query = {name: values[0] for name, values in parse_qs(url.query).items()}
+        found = self.server.fake._list(match["account_sid"], query.get("To"), query.get("From"))
+        page = {
+            "messages": [message_resource(message) for message in found],
+            "page": 0,
+            "page_size": len(found),
+            "first_page_uri": url.path,
+            "next_page_uri": None,
+            "previous_page_uri": None,
+            "uri": self.path,
+        }
+        self._send_json(200, page)
 
     def _not_found(self):
         message = f"The requested resource {urlsplit(self.path).path} was not found"
