@@ -8,6 +8,8 @@ from dramatiq.middleware import SkipMessage
 
 logger = logging.getLogger(__name__)
 
+MAX_ERROR_CHARS = 2000
+
 
 class FailedJobMiddleware(Middleware):
     """Files every message that failed for good as a FailedJob, through services.fail_message.
@@ -36,6 +38,9 @@ class FailedJobMiddleware(Middleware):
         exception: BaseException | None = None,
     ) -> None:
         if exception is not None:
+            # Kept in the message too: if the failure cannot be written now, the copy left in Redis's
+            # dead-letter queue still says what it was.
+            message.options["error"] = describe(exception)[:MAX_ERROR_CHARS]
             with self.lock:
                 self.exceptions[message.message_id] = exception
 
@@ -65,3 +70,12 @@ class FailedJobMiddleware(Middleware):
     def pop_exception(self, message: MessageProxy) -> BaseException | None:
         with self.lock:
             return self.exceptions.pop(message.message_id, None)
+
+
+def describe(exception: BaseException) -> str:
+    """One line for the message's options: the error's dotted class name and its text."""
+    from .services import underlying_error
+
+    error = underlying_error(exception) or exception
+    kind = type(error)
+    return f"{kind.__module__}.{kind.__qualname__}: {error}"

@@ -34,7 +34,15 @@ logger = logging.getLogger(__name__)
 AnyMessage = Message[Any] | MessageProxy
 
 #: Message options that belong to one run of a message, not to the message itself.
-RUNTIME_OPTIONS = {"retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "attempts"}
+RUNTIME_OPTIONS = {
+    "retries",
+    "traceback",
+    "requeue_timestamp",
+    "redis_message_id",
+    "eta",
+    "attempts",
+    "error",
+}
 DEFAULT_BATCH_SIZE = 1000
 MAX_MESSAGE_CHARS = 10_000
 SURROGATE = re.compile("[\ud800-\udfff]")
@@ -138,15 +146,27 @@ def storable(value: Any) -> Any:
 
 def exception_class(exception: BaseException | None, options: dict) -> str:
     if exception is None:
-        return error_in_traceback(options.get("traceback", ""))[0]
+        return recorded_error(options)[0]
     kind = type(exception)
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def exception_text(exception: BaseException | None, options: dict) -> str:
     if exception is None:
-        return error_in_traceback(options.get("traceback", ""))[1]
+        return recorded_error(options)[1]
     return str(exception)
+
+
+def recorded_error(options: dict) -> tuple[str, str]:
+    """(class, message) of a message's last error, from what the message carries.
+
+    A message recovered from Redis carries the one line FailedJobMiddleware kept of its last error
+    (with the error a ``dramatiq.Retry`` was raised from), and, if it was retried, the traceback.
+    """
+    if options.get("error"):
+        name, _, text = options["error"].partition(": ")
+        return name, text
+    return error_in_traceback(options.get("traceback", ""))
 
 
 def error_in_traceback(text: str) -> tuple[str, str]:

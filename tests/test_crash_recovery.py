@@ -1,5 +1,6 @@
 """What happens when a worker process dies, or the database is down, at the worst moment."""
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from dramatiq import get_broker
@@ -7,7 +8,7 @@ from dramatiq import get_broker
 from failedjobs.models import FailedJob
 from notifications.models import Delivery
 from notifications.services import NotificationsService
-from tests.helpers import wait_until
+from tests.helpers import database_url, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -54,3 +55,44 @@ def test_database_down_during_capture_is_reconciled_once(worker_process, fake_tw
     assert "Is the server running" in job.exception_message
     assert client.zcard("dramatiq:sms.XQ") == 0
     assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.FAILED
+
+
+def test_a_provider_refusal_while_the_database_drops_keeps_the_providers_error(worker_process, fake_twilio):
+    worker_process(PGAPPNAME="notifications-worker")
+    fake_twilio.fail_next(400, 21211, "The 'To' number is not a valid phone number.")
+
+    def database_drops_the_worker():
+        with psycopg.connect(
+            database_url().replace("postgres://", "postgresql://"), autocommit=True
+        ) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                ["notifications-worker"],
+            )
+
+    fake_twilio.on_request = database_drops_the_worker
+    delivery = NotificationsService().send_sms("+33612345678", text="refused")
+
+    job = wait_until(lambda: FailedJob.objects.first(), timeout=30, message="the refusal in FailedJob")
+    assert job.exception_class == "notifications.exceptions.PermanentDeliveryError"
+    assert "21211" in job.exception_message
+    assert fake_twilio.requests_seen == 1
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED
+    assert "21211" in delivery.last_error
+
+
+def test_a_reconciled_refusal_keeps_the_providers_error(redis_broker):
+    from notifications.tasks import ACTORS
+
+    message = ACTORS["sms"].message(delivery_id=0, recipient="+33612345678")
+    message.options["error"] = "notifications.exceptions.PermanentDeliveryError: refused (twilio error 21211)"
+    key = "dramatiq:sms.XQ"
+    redis_broker.client.zadd(key, {"r1": 1})
+    redis_broker.client.hset(f"{key}.msgs", "r1", message.encode())
+
+    call_command("reconcile_dead_letters")
+
+    job = FailedJob.objects.get()
+    assert job.exception_class == "notifications.exceptions.PermanentDeliveryError"
+    assert job.exception_message == "refused (twilio error 21211)"

@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from ..conf import setting
@@ -66,7 +67,6 @@ class BaseChannel:
 
     def deliver(self, payload: Payload) -> str | None:
         """Claim, send, record. Returns the provider's id, or None when it had been sent before."""
-        from ..models import Delivery
 
         delivery_id = payload["delivery_id"]
         if not self.claim(delivery_id):
@@ -75,12 +75,24 @@ class BaseChannel:
             provider_message_id = self.send(payload)
         except Exception as error:
             failure = error if isinstance(error, DeliveryError) else self.provider_error(error)
-            Delivery.objects.record_error(delivery_id, failure or error)
+            self.record_error(delivery_id, failure or error)
             if failure is None or failure is error:
                 raise
             raise failure from error
         self.record_sent(delivery_id, provider_message_id)
         return provider_message_id
+
+    def record_error(self, delivery_id: int, error: Exception) -> None:
+        """Record the provider's answer; if the database fails now, the answer still goes on up.
+
+        It is what decides between a retry and a failed job, and what the failed job shows.
+        """
+        from ..models import Delivery
+
+        try:
+            Delivery.objects.record_error(delivery_id, error)
+        except DatabaseError:
+            logger.exception("Could not record the error of delivery %s: %s", delivery_id, error)
 
     def send(self, payload: Payload) -> str:
         """Send one message and return the provider's id for it."""

@@ -69,6 +69,7 @@ class FakeTwilio(Recording):
         self.url = None
         self.requests_seen = 0
         self.on_accept = None
+        self.on_request = None
         self._failures = []
         self._always = None
         self._delays = []
@@ -114,6 +115,7 @@ class FakeTwilio(Recording):
             self.requests_seen = 0
             self.lookups_seen = 0
             self.on_accept = None
+            self.on_request = None
             self._failures.clear()
             self._always = None
             self._delays.clear()
@@ -182,6 +184,8 @@ class _TwilioHandler(BaseHTTPRequestHandler):
             return
         # What to answer is decided on arrival, then the answer waits: a request delayed and refused
         # is refused, whatever arrives meanwhile.
+        if self.server.fake.on_request is not None:
+            self.server.fake.on_request()
         failure = self.server.fake._next_failure()
         delay = self.server.fake._next_delay()
         if delay:
