@@ -1,5 +1,8 @@
 """The rows tests start from: failed jobs and deliveries, built the way the project builds them."""
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
 from django.utils import timezone
 from dramatiq import Message
 
@@ -68,3 +71,12 @@ def new_delivery(
 ) -> Delivery:
     """A Delivery row as NotificationsService creates one (queued), with ``fields`` overriding."""
     return Delivery.objects.create(channel=channel, template=template, recipient=recipient, **fields)
+
+
+def staff_client(*permissions: str, username: str = "viewer") -> Client:
+    """A logged-in test client of a staff user who has only these permissions (codenames)."""
+    user = get_user_model().objects.create_user(username, password="x", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=permissions))
+    client = Client()
+    client.force_login(user)
+    return client

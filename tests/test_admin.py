@@ -1,7 +1,6 @@
 """The admin of failed jobs and deliveries: masking, read-only pages, retries, deletes, cheap counts."""
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
@@ -13,7 +12,7 @@ from failedjobs.admin import EstimatedCountPaginator
 from failedjobs.masking import mask_recipient, mask_text
 from failedjobs.models import FailedJob
 from notifications.models import Delivery, InAppNotification
-from tests.factories import PHONE, failed_job, new_delivery
+from tests.factories import PHONE, failed_job, new_delivery, staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -37,13 +36,9 @@ def statuses():
 
 
 @pytest.fixture
-def viewer(django_user_model):
+def viewer():
     """A staff user who may look at failed jobs and delete them, but not retry them."""
-    user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_failedjob", "delete_failedjob"]))
-    client = Client()
-    client.force_login(user)
-    return client
+    return staff_client("view_failedjob", "delete_failedjob")
 
 
 # Masking

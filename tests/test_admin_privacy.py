@@ -1,12 +1,10 @@
 """What staff who may only look can learn from the admin: masked values stay masked."""
 
 import pytest
-from django.contrib.auth.models import Permission
-from django.test import Client
 from django.urls import reverse
 
 from failedjobs.masking import mask_text
-from tests.factories import failed_job, job_message, new_delivery
+from tests.factories import failed_job, job_message, new_delivery, staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -16,13 +14,9 @@ TOKEN = "s3cr3t-t0ken"
 
 
 @pytest.fixture
-def viewer(django_user_model):
+def viewer():
     """Staff who may view failed jobs and deliveries, and act on nothing."""
-    user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_failedjob", "view_delivery"]))
-    client = Client()
-    client.force_login(user)
-    return client
+    return staff_client("view_failedjob", "view_delivery")
 
 
 @pytest.fixture
