@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_MAX_BACKOFF_MS": 3_600_000,
     "NOTIFICATIONS_TIME_LIMIT_MS": 60_000,
     "NOTIFICATIONS_MAX_PAYLOAD_BYTES": 64 * 1024,
+    # A queued delivery never tried this long after it was queued lost its message: enqueue it again.
+    "NOTIFICATIONS_REDRIVE_AFTER_S": 600,
     "TWILIO_ACCOUNT_SID": "",
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_SMS_FROM": "",

@@ -157,6 +157,7 @@ class Delivery(models.Model):
     """One notification on its way to one recipient: the delivery log, and the guard against sending twice."""
 
     class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
         QUEUED = "queued", "Queued"
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
@@ -167,6 +168,10 @@ class Delivery(models.Model):
     channel = models.CharField(max_length=16, choices=channel_choices)
     template = models.CharField(max_length=100)
     recipient = models.CharField(max_length=320)
+    # What the message carries besides the above, so that the dispatcher can send it again.
+    context = models.JSONField(default=dict, blank=True)
+    language = models.CharField(max_length=16, blank=True, default="")
+    send_at = models.DateTimeField(null=True, blank=True, help_text="When a scheduled delivery is due.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     message_id = models.CharField("Dramatiq message id", max_length=64, blank=True, default="")
@@ -202,10 +207,24 @@ class Delivery(models.Model):
             models.Index(
                 fields=["dedup_key", "-created_at"], name="delivery_dedup", condition=~Q(dedup_key="")
             ),
+            # The dispatcher's two queries, each over the few rows in its status.
+            models.Index(fields=["send_at"], name="delivery_due", condition=Q(status="scheduled")),
+            models.Index(fields=["updated_at"], name="delivery_queued_since", condition=Q(status="queued")),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} {self.template} #{self.pk} ({self.status})"
+
+    def payload(self) -> dict[str, Any]:
+        """The keyword arguments of this delivery's message (see payload.Payload)."""
+        return {
+            "delivery_id": self.pk,
+            "channel": self.channel,
+            "recipient": self.recipient,
+            "template": self.template,
+            "context": self.context,
+            "language": self.language,
+        }
 
 
 class InAppNotification(models.Model):

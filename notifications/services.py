@@ -19,14 +19,13 @@ from django.utils import timezone
 
 from failedjobs import dispatch
 
+from . import outbox
 from .channels import get_channel
 from .channels.twilio import MAX_BODY_CHARS
 from .conf import setting
 from .exceptions import InvalidNotification, InvalidPayload
 from .models import Delivery
-from .payload import Payload
 from .rendering import resolve_language
-from .tasks import ACTORS
 
 REMINDER_LEADS = ("day_before", "hour_before")
 #: The length of Delivery.idempotency_key and dedup_key: a longer key is refused, never cut.
@@ -40,6 +39,8 @@ class SendOptions(TypedDict, total=False):
     idempotency_key: str | None
     dedup_key: str
     dedup_window: timedelta | None
+    send_at: datetime | None
+    delay: timedelta | None
 
 
 class Appointment(TypedDict):
@@ -160,6 +161,8 @@ class NotificationsService:
         idempotency_key: str | None = None,
         dedup_key: str = "",
         dedup_window: timedelta | None = None,
+        send_at: datetime | None = None,
+        delay: timedelta | None = None,
     ) -> Delivery:
         """Send ``template`` on a channel; every method above comes down to this one."""
         channel = get_channel(channel_name)
@@ -168,12 +171,14 @@ class NotificationsService:
             require_text(language, "language", max_chars=20)
         language = resolve_language(language)
         check_keys(idempotency_key, dedup_key, dedup_window)
+        due = due_time(send_at, delay)
         payload = {
             "channel": channel_name,
             "recipient": channel.clean_recipient(recipient),
             "template": template,
             "context": context,
             "language": language,
+            "send_at": due,
         }
         channel.check_template(template, language)
         check_text(context, "the notification context")
@@ -202,6 +207,23 @@ def check_keys(idempotency_key: Any, dedup_key: Any, dedup_window: Any) -> None:
     check_text(dedup_key, "dedup_key")
     if dedup_key and not isinstance(dedup_window, timedelta):
         raise InvalidNotification("dedup_key needs a dedup_window, a timedelta such as timedelta(hours=1).")
+
+
+def due_time(send_at: Any, delay: Any) -> datetime | None:
+    """When a notification is due: None for at once (also for a time already past)."""
+    if send_at is not None and delay is not None:
+        raise InvalidNotification("Give send_at or delay, not both.")
+    if delay is not None:
+        if not isinstance(delay, timedelta) or delay < timedelta(0):
+            raise InvalidNotification(
+                "delay must be a timedelta of zero or more, such as timedelta(hours=1)."
+            )
+        send_at = timezone.now() + delay
+    if send_at is None:
+        return None
+    if not isinstance(send_at, datetime) or timezone.is_naive(send_at):
+        raise InvalidNotification("send_at must be a timezone-aware datetime.")
+    return send_at if send_at > timezone.now() else None
 
 
 def check_text_message(text: Any) -> None:
@@ -261,8 +283,9 @@ def create_unless_duplicate(
 
 def create_and_schedule(payload: dict[str, Any], idempotency_key: str | None, dedup_key: str) -> Delivery:
     delivery, created = create_delivery(payload, idempotency_key, dedup_key)
-    if created:
-        schedule(delivery, payload)
+    if created and delivery.status == Delivery.Status.QUEUED:
+        message = outbox.message_for(delivery)
+        transaction.on_commit(lambda: dispatch.send(message))
     return delivery
 
 
@@ -282,9 +305,8 @@ def create_delivery(
 ) -> tuple[Delivery, bool]:
     """Insert the Delivery and say whether it is new; a caller's key used before gives the earlier one."""
     fields = {
-        "channel": payload["channel"],
-        "recipient": payload["recipient"],
-        "template": payload["template"],
+        **payload,
+        "status": Delivery.Status.SCHEDULED if payload["send_at"] else Delivery.Status.QUEUED,
         "dedup_key": dedup_key,
         "message_id": str(uuid.uuid4()),
     }
@@ -295,13 +317,6 @@ def create_delivery(
     Delivery.objects.bulk_create([Delivery(idempotency_key=idempotency_key, **fields)], ignore_conflicts=True)
     delivery = Delivery.objects.get(idempotency_key=idempotency_key)
     return delivery, delivery.message_id == fields["message_id"]
-
-
-def schedule(delivery: Delivery, fields: dict[str, Any]) -> None:
-    """Build the message now, send it once the caller's transaction commits."""
-    payload: Payload = {"delivery_id": delivery.pk, **fields}  # type: ignore[typeddict-item]
-    message = ACTORS[payload["channel"]].message(**payload).copy(message_id=delivery.message_id)
-    transaction.on_commit(lambda: dispatch.send(message))
 
 
 def appointment_context(appointment: Appointment) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 import dramatiq
 from periodiq import cron
 
-from . import broker
+from . import broker, outbox
 from .channels import BaseChannel, all_channels
 from .conf import setting
 from .exceptions import PermanentDeliveryError, TransientDeliveryError
@@ -52,3 +52,9 @@ ACTOR_NAMES = frozenset(actor.actor_name for actor in ACTORS.values())
 def redeliver_orphaned_messages() -> None:
     """Every minute: a dead worker's unfinished messages go back to their queues."""
     broker.redeliver_orphaned_messages(dramatiq.get_broker())
+
+
+@dramatiq.actor(queue_name="maintenance", periodic=cron("* * * * *"), max_retries=0)
+def dispatch_due() -> None:
+    """Every minute: scheduled deliveries that are due, and queued ones whose message was lost."""
+    outbox.dispatch_due()

@@ -1,0 +1,92 @@
+"""The delivery log as an outbox: the database, not Redis, is the record of what is still to send.
+
+``dispatch_due`` (every minute from the scheduler, or ``manage.py dispatch_due``) enqueues the
+scheduled deliveries that are due, and enqueues again the queued ones whose message never reached a
+worker: lost between a commit and its enqueue, or with a Redis that lost its data. Rows are taken
+with ``SELECT ... FOR UPDATE SKIP LOCKED``, so two dispatchers never take the same row; a message
+enqueued twice all the same is sent once, since only the attempt that claims the row sends.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from dramatiq import Message
+
+from failedjobs import dispatch
+
+from .conf import setting
+from .models import Delivery
+
+DEFAULT_BATCH_SIZE = 500
+
+
+@dataclass
+class DispatchResult:
+    due: int = 0
+    redriven: int = 0
+
+    def __str__(self) -> str:
+        return f"enqueued {self.due} due, {self.redriven} again"
+
+
+def message_for(delivery: Delivery) -> Message:
+    """The delivery's message, under the message id recorded on the row."""
+    from .tasks import ACTORS
+
+    actor = ACTORS[delivery.channel]
+    return actor.message(**delivery.payload()).copy(message_id=delivery.message_id)
+
+
+def dispatch_due(*, batch_size: int = DEFAULT_BATCH_SIZE) -> DispatchResult:
+    """Enqueue what is due, and what was lost; with the queue off, send it here."""
+    # One cutoff for the whole run: the rows it touches are not taken again.
+    start, result = timezone.now(), DispatchResult()
+    while taken := dispatch_batch(due(start), batch_size):
+        result.due += taken
+    while taken := dispatch_batch(lost(start), batch_size):
+        result.redriven += taken
+    return result
+
+
+def due(now: datetime) -> QuerySet[Delivery]:
+    return Delivery.objects.filter(status=Delivery.Status.SCHEDULED, send_at__lte=now)
+
+
+def lost(now: datetime) -> QuerySet[Delivery]:
+    """Queued deliveries whose message should have run long ago.
+
+    Never tried: after NOTIFICATIONS_REDRIVE_AFTER_S. Tried and waiting for a retry in Redis: after
+    the longest retry delay (twice NOTIFICATIONS_MAX_BACKOFF_MS, with Dramatiq's jitter) on top.
+    """
+    after = timedelta(seconds=setting("NOTIFICATIONS_REDRIVE_AFTER_S"))
+    retry_after = after + timedelta(milliseconds=2 * setting("NOTIFICATIONS_MAX_BACKOFF_MS"))
+    never_tried = Q(attempts=0, updated_at__lt=now - after)
+    waiting_for_a_retry = Q(updated_at__lt=now - retry_after)
+    return Delivery.objects.filter(never_tried | waiting_for_a_retry, status=Delivery.Status.QUEUED)
+
+
+def dispatch_batch(rows: QuerySet[Delivery], batch_size: int) -> int:
+    """Take a batch of rows, mark them queued now and enqueue their messages; return how many.
+
+    The messages go to the broker before the commit: a dispatcher that dies in between leaves the
+    rows as they were, for the next run. Messages that must run here run after the commit.
+    """
+    with transaction.atomic():
+        batch = list(locked(rows)[:batch_size])
+        if not batch:
+            return 0
+        pks = [delivery.pk for delivery in batch]
+        Delivery.objects.filter(pk__in=pks).update(status=Delivery.Status.QUEUED, updated_at=timezone.now())
+        to_run_here = dispatch.enqueue_many([message_for(delivery) for delivery in batch])
+    for message in to_run_here:
+        dispatch.run_now(message)
+    return len(batch)
+
+
+def locked(rows: QuerySet[Delivery]) -> QuerySet[Delivery]:
+    """The rows locked for this transaction, skipping those another dispatcher holds."""
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    return rows.order_by("pk").select_for_update(skip_locked=skip_locked)
