@@ -106,6 +106,17 @@ class DeliveryQuerySet(models.QuerySet):
             cursor.execute(deliver_in_app_statement(), parameters)
             return cursor.fetchone() is not None
 
+    def cancel(self) -> int:
+        """Cancel the deliveries of the queryset that have not gone yet; return how many.
+
+        A queued one may have its message in Redis already: the worker finds it cancelled and sends
+        nothing.
+        """
+        Status = Delivery.Status
+        return self.filter(status__in=[Status.SCHEDULED, Status.QUEUED]).update(
+            status=Status.CANCELLED, updated_at=timezone.now()
+        )
+
     def requeue(self, pks: Iterable[int]) -> int:
         """Failed deliveries whose message an operator sends again are waiting once more."""
         return self.filter(pk__in=list(pks), status=Delivery.Status.FAILED).update(
@@ -162,9 +173,14 @@ class Delivery(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        SKIPPED = "skipped", "Skipped"
 
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     dedup_key = models.CharField(max_length=255, blank=True, default="")
+    topic = models.CharField(
+        max_length=255, blank=True, default="", help_text="What it is about, e.g. appointment:42."
+    )
     channel = models.CharField(max_length=16, choices=channel_choices)
     template = models.CharField(max_length=100)
     recipient = models.CharField(max_length=320)
@@ -207,6 +223,7 @@ class Delivery(models.Model):
             models.Index(
                 fields=["dedup_key", "-created_at"], name="delivery_dedup", condition=~Q(dedup_key="")
             ),
+            models.Index(fields=["topic"], name="delivery_topic", condition=~Q(topic="")),
             # The dispatcher's two queries, each over the few rows in its status.
             models.Index(fields=["send_at"], name="delivery_due", condition=Q(status="scheduled")),
             models.Index(fields=["updated_at"], name="delivery_queued_since", condition=Q(status="queued")),

@@ -10,6 +10,7 @@ message to a worker when the surrounding transaction commits. Each returns the D
 """
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NotRequired, TypedDict, Unpack
 
@@ -27,7 +28,8 @@ from .exceptions import InvalidNotification, InvalidPayload
 from .models import Delivery
 from .rendering import resolve_language
 
-REMINDER_LEADS = ("day_before", "hour_before")
+#: Each appointment reminder, and how long before the appointment it is due.
+REMINDER_LEADS = {"day_before": timedelta(days=1), "hour_before": timedelta(hours=1)}
 #: The length of Delivery.idempotency_key and dedup_key: a longer key is refused, never cut.
 KEY_MAX_CHARS = 255
 
@@ -41,6 +43,8 @@ class SendOptions(TypedDict, total=False):
     dedup_window: timedelta | None
     send_at: datetime | None
     delay: timedelta | None
+    topic: str
+    skipped_because: str
 
 
 class Appointment(TypedDict):
@@ -93,8 +97,10 @@ class NotificationsService:
         """``appointment``: a dict with ``id``, ``starts_at`` (aware), ``location``, ``with_name``."""
         context = appointment_context(appointment)
         options.setdefault(
-            "idempotency_key", f"appointment-confirmation:{appointment_key(appointment)}:{channel}"
+            "idempotency_key",
+            f"appointment-confirmation:{appointment_key(appointment)}:{channel}:{recipient}",
         )
+        options.setdefault("topic", appointment_topic(appointment))
         return self.notify(channel, recipient, "appointment_confirmation", context, **options)
 
     def send_appointment_reminder(
@@ -106,13 +112,104 @@ class NotificationsService:
         channel: str = "sms",
         **options: Unpack[SendOptions],
     ) -> Delivery:
-        """``lead``: "day_before" or "hour_before". One reminder per appointment time, lead and channel."""
+        """``lead``: "day_before" or "hour_before". Sent now (or at ``send_at``); one per appointment
+        time, lead, channel and recipient. ``schedule_appointment_reminders`` sends both at their time.
+        """
         if lead not in REMINDER_LEADS:
             raise InvalidNotification(f"lead must be one of {', '.join(REMINDER_LEADS)}, not {lead!r}.")
         context = {**appointment_context(appointment), "lead": lead}
-        key = f"appointment-reminder:{appointment_key(appointment)}:{lead}:{channel}"
+        key = f"appointment-reminder:{appointment_key(appointment)}:{lead}:{channel}:{recipient}"
         options.setdefault("idempotency_key", key)
+        options.setdefault("topic", appointment_topic(appointment))
         return self.notify(channel, recipient, f"appointment_reminder_{lead}", context, **options)
+
+    def schedule_appointment_reminders(
+        self,
+        recipient: str,
+        *,
+        appointment: Appointment,
+        channels: Sequence[str] = ("sms",),
+        language: str | None = None,
+    ) -> list[Delivery]:
+        """Both reminders, the day before and the hour before, on each channel, due at their time.
+
+        A reminder whose time has already passed (an appointment made for this afternoon) is not sent:
+        it would say "tomorrow" or "in an hour" too late. Its Delivery is recorded as ``skipped``.
+        Calling again for the same appointment time and recipient changes nothing.
+        """
+        appointment_context(appointment)  # checks it
+        deliveries = []
+        for channel in channels:
+            for lead, before in REMINDER_LEADS.items():
+                due = appointment["starts_at"] - before
+                if due <= timezone.now():
+                    deliveries.append(self.skip_reminder(recipient, appointment, lead, channel, language))
+                    continue
+                deliveries.append(
+                    self.send_appointment_reminder(
+                        recipient,
+                        appointment=appointment,
+                        lead=lead,
+                        channel=channel,
+                        send_at=due,
+                        language=language,
+                    )
+                )
+        return deliveries
+
+    def skip_reminder(
+        self, recipient: str, appointment: Appointment, lead: str, channel: str, language: str | None
+    ) -> Delivery:
+        return self.send_appointment_reminder(
+            recipient,
+            appointment=appointment,
+            lead=lead,
+            channel=channel,
+            language=language,
+            skipped_because="Its time had passed when it was scheduled.",
+        )
+
+    def reschedule_appointment_reminders(self, appointment: Appointment) -> list[Delivery]:
+        """The appointment moved: its reminders not sent yet are cancelled and made again for its new
+        time, for the same recipients, channels and languages. Returns the new ones.
+        """
+        appointment_context(appointment)  # checks it
+        waiting = Delivery.objects.filter(
+            topic=appointment_topic(appointment),
+            template__startswith="appointment_reminder_",
+            status__in=[Delivery.Status.SCHEDULED, Delivery.Status.QUEUED],
+        )
+        reminders = {(row.recipient, row.channel, row.language) for row in waiting}
+        waiting.cancel()
+        deliveries = []
+        for recipient, channel, language in sorted(reminders):
+            deliveries += self.schedule_appointment_reminders(
+                recipient, appointment=appointment, channels=[channel], language=language
+            )
+        return deliveries
+
+    def cancel(
+        self,
+        *,
+        idempotency_key: str | None = None,
+        topic: str | None = None,
+        appointment: Appointment | None = None,
+        delivery: Delivery | None = None,
+    ) -> int:
+        """Cancel what has not gone yet: by the caller's idempotency key, by topic, by appointment (all
+        its notifications still waiting) or one Delivery. Returns how many were cancelled.
+        """
+        given = [value for value in (idempotency_key, topic, appointment, delivery) if value is not None]
+        if len(given) != 1:
+            raise InvalidNotification("Give one of idempotency_key, topic, appointment or delivery.")
+        if appointment is not None:
+            topic = appointment_topic(appointment)
+        if idempotency_key is not None:
+            return Delivery.objects.filter(idempotency_key=idempotency_key).cancel()
+        if topic is not None:
+            return Delivery.objects.filter(topic=topic).cancel()
+        assert delivery is not None
+        return Delivery.objects.filter(pk=delivery.pk).cancel()
 
     def send_abandon_recovery(
         self, email: str, *, resume_url: str, name: str = "", **options: Unpack[SendOptions]
@@ -163,6 +260,8 @@ class NotificationsService:
         dedup_window: timedelta | None = None,
         send_at: datetime | None = None,
         delay: timedelta | None = None,
+        topic: str = "",
+        skipped_because: str = "",
     ) -> Delivery:
         """Send ``template`` on a channel; every method above comes down to this one."""
         channel = get_channel(channel_name)
@@ -171,6 +270,8 @@ class NotificationsService:
             require_text(language, "language", max_chars=20)
         language = resolve_language(language)
         check_keys(idempotency_key, dedup_key, dedup_window)
+        require_text(topic, "topic", max_chars=KEY_MAX_CHARS, required=False)
+        require_text(skipped_because, "skipped_because", required=False)
         due = due_time(send_at, delay)
         payload = {
             "channel": channel_name,
@@ -179,11 +280,14 @@ class NotificationsService:
             "context": context,
             "language": language,
             "send_at": due,
+            "topic": topic,
         }
         channel.check_template(template, language)
         check_text(context, "the notification context")
         check_payload_size(context)
         channel.check_message(payload)  # type: ignore[arg-type]
+        if skipped_because:
+            payload.update(status=Delivery.Status.SKIPPED, last_error=skipped_because)
         if dedup_key:
             return create_unless_duplicate(payload, idempotency_key, dedup_key, dedup_window)
         return create_and_schedule(payload, idempotency_key, dedup_key)
@@ -305,8 +409,8 @@ def create_delivery(
 ) -> tuple[Delivery, bool]:
     """Insert the Delivery and say whether it is new; a caller's key used before gives the earlier one."""
     fields = {
-        **payload,
         "status": Delivery.Status.SCHEDULED if payload["send_at"] else Delivery.Status.QUEUED,
+        **payload,
         "dedup_key": dedup_key,
         "message_id": str(uuid.uuid4()),
     }
@@ -336,6 +440,10 @@ def appointment_context(appointment: Appointment) -> dict[str, str]:
     if timezone.is_naive(starts_at):
         raise InvalidNotification("appointment['starts_at'] must be a timezone-aware datetime.")
     return context
+
+
+def appointment_topic(appointment: Appointment) -> str:
+    return f"appointment:{appointment['id']}"
 
 
 def appointment_key(appointment: Appointment) -> str:
