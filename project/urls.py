@@ -1,9 +1,8 @@
 from django.contrib import admin
-from django.urls import path
-
-from notifications.metrics import metrics
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("metrics", metrics, name="metrics"),
+    # /healthz, /readyz and /metrics
+    path("", include("notifications.urls")),
 ]
