@@ -387,3 +387,29 @@ def redeliver_orphaned_messages(broker: dramatiq.Broker) -> int:
         logger.warning("This Dramatiq's Redis broker has no do_qsize; leaving redelivery to its maintenance.")
         return 0
     return len(queues)
+
+
+def persistence_warnings(client: redis.Redis) -> list[str]:
+    """What in Redis's configuration could lose queued messages: no AOF nor RDB, or eviction."""
+    try:
+        config = client.config_get("appendonly") | client.config_get("save")
+        config |= client.config_get("maxmemory-policy")
+    except redis.ResponseError:
+        return []  # CONFIG is disabled (a managed Redis): its provider's settings apply
+    return redis_config_warnings(config)
+
+
+def redis_config_warnings(config: dict[str, str]) -> list[str]:
+    warnings = []
+    if config.get("appendonly") != "yes" and not config.get("save"):
+        warnings.append(
+            "Redis keeps no data on disk (appendonly no, no save points): a restart loses every queued "
+            "message. Set appendonly yes; the dispatcher re-sends what was lost, late."
+        )
+    policy = config.get("maxmemory-policy", "noeviction")
+    if policy != "noeviction":
+        warnings.append(
+            f"Redis evicts keys when full (maxmemory-policy {policy}): queued messages can vanish. "
+            "Set maxmemory-policy noeviction."
+        )
+    return warnings

@@ -2,7 +2,9 @@
 
 ``dispatch_due`` (every minute from the scheduler, or ``manage.py dispatch_due``) enqueues the
 scheduled deliveries that are due, and enqueues again the queued ones whose message never reached a
-worker: lost between a commit and its enqueue, or with a Redis that lost its data. Rows are taken
+worker: lost between a commit and its enqueue, or with a Redis that lost its data. Deliveries left
+``sending`` past the time limit get their message again too, so that a worker settles them (as
+DeliveryOutcomeUnknown: nobody knows whether the provider got them). Rows are taken
 with ``SELECT ... FOR UPDATE SKIP LOCKED``, so two dispatchers never take the same row; a message
 enqueued twice all the same is sent once, since only the attempt that claims the row sends.
 """
@@ -27,9 +29,10 @@ DEFAULT_BATCH_SIZE = 500
 class DispatchResult:
     due: int = 0
     redriven: int = 0
+    settled: int = 0
 
     def __str__(self) -> str:
-        return f"enqueued {self.due} due, {self.redriven} again"
+        return f"enqueued {self.due} due, {self.redriven} again, {self.settled} left sending"
 
 
 def message_for(delivery: Delivery) -> Message:
@@ -48,6 +51,8 @@ def dispatch_due(*, batch_size: int = DEFAULT_BATCH_SIZE) -> DispatchResult:
         result.due += taken
     while taken := dispatch_batch(lost(start), batch_size):
         result.redriven += taken
+    # Not in a loop: these rows keep their status until a worker settles them.
+    result.settled = dispatch_batch(stuck(start), batch_size, mark_queued=False)
     return result
 
 
@@ -68,8 +73,17 @@ def lost(now: datetime) -> QuerySet[Delivery]:
     return Delivery.objects.filter(never_tried | waiting_for_a_retry, status=Delivery.Status.QUEUED)
 
 
-def dispatch_batch(rows: QuerySet[Delivery], batch_size: int) -> int:
-    """Take a batch of rows, mark them queued now and enqueue their messages; return how many.
+def stuck(now: datetime) -> QuerySet[Delivery]:
+    """Deliveries an attempt left 'sending' past the time limit and NOTIFICATIONS_REDRIVE_AFTER_S more
+    (time for that attempt's own redelivery to settle them first)."""
+    after = timedelta(seconds=setting("NOTIFICATIONS_REDRIVE_AFTER_S"))
+    after += timedelta(milliseconds=setting("NOTIFICATIONS_TIME_LIMIT_MS"))
+    return Delivery.objects.filter(status=Delivery.Status.SENDING, updated_at__lt=now - after)
+
+
+def dispatch_batch(rows: QuerySet[Delivery], batch_size: int, *, mark_queued: bool = True) -> int:
+    """Take a batch of rows, mark them queued now (unless not ``mark_queued``) and enqueue their
+    messages; return how many.
 
     The messages go to the broker before the commit: a dispatcher that dies in between leaves the
     rows as they were, for the next run. Messages that must run here run after the commit.
@@ -78,8 +92,11 @@ def dispatch_batch(rows: QuerySet[Delivery], batch_size: int) -> int:
         batch = list(locked(rows)[:batch_size])
         if not batch:
             return 0
-        pks = [delivery.pk for delivery in batch]
-        Delivery.objects.filter(pk__in=pks).update(status=Delivery.Status.QUEUED, updated_at=timezone.now())
+        if mark_queued:
+            pks = [delivery.pk for delivery in batch]
+            Delivery.objects.filter(pk__in=pks).update(
+                status=Delivery.Status.QUEUED, updated_at=timezone.now()
+            )
         to_run_here = dispatch.enqueue_many([message_for(delivery) for delivery in batch])
     for message in to_run_here:
         dispatch.run_now(message)

@@ -181,3 +181,24 @@ def test_with_the_queue_off_the_dispatcher_delivers_due_rows_itself(service, set
 
     assert status(delivery) == Delivery.Status.SENT
     assert InAppNotification.objects.get().title == "soon"
+
+
+def test_a_delivery_left_sending_with_its_message_lost_is_settled_as_unknown(
+    service, worker, fake_twilio, settings
+):
+    from failedjobs.models import FailedJob
+
+    delivery = service.send_sms("+33612345678", text="in doubt")
+    wait_until(lambda: status(delivery) == Delivery.Status.SENT, message="sent")
+    # As a worker killed mid-send with Redis then losing the message would leave it:
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.SENDING, updated_at=timezone.now() - timedelta(hours=1)
+    )
+    settings.NOTIFICATIONS_REDRIVE_AFTER_S = 0
+
+    assert outbox.dispatch_due().settled == 1
+
+    job = wait_until(lambda: FailedJob.objects.first(), message="the delivery settled")
+    assert job.exception_class == "notifications.exceptions.DeliveryOutcomeUnknown"
+    assert status(delivery) == Delivery.Status.FAILED
+    assert len(fake_twilio.messages) == 1
