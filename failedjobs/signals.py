@@ -5,9 +5,13 @@
   text is known), ``error`` (one line: the error's class and text) and ``job_id``.
 - ``jobs_retried``: failed jobs are being sent again, inside the transaction that marks them retried
   and before their messages reach the broker. Argument: ``messages``, the fresh copies.
+- ``synchronous_run_failed``: a message run in the calling process (queue off, broker unreachable)
+  raised. Arguments: ``message``, ``exception``. A receiver that returns True takes the failure
+  over (for instance, schedules a retry); otherwise it is filed as a failed job.
 """
 
 from django.dispatch import Signal
 
 job_failed = Signal()
 jobs_retried = Signal()
+synchronous_run_failed = Signal()

@@ -6,10 +6,13 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from failedjobs.signals import job_failed, jobs_retried
+        from failedjobs.signals import job_failed, jobs_retried, synchronous_run_failed
 
         # Declare the actors on the broker now, so that senders and workers share them.
         from . import checks, receivers, tasks  # noqa: F401
 
         job_failed.connect(receivers.mark_delivery_failed, dispatch_uid="notifications.mark_delivery_failed")
         jobs_retried.connect(receivers.requeue_deliveries, dispatch_uid="notifications.requeue_deliveries")
+        synchronous_run_failed.connect(
+            receivers.schedule_synchronous_retry, dispatch_uid="notifications.schedule_synchronous_retry"
+        )

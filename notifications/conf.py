@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_MAX_PAYLOAD_BYTES": 64 * 1024,
     # A queued delivery never tried this long after it was queued lost its message: enqueue it again.
     "NOTIFICATIONS_REDRIVE_AFTER_S": 600,
+    # Longest a provider call may keep a caller waiting when it runs synchronously (queue off).
+    "NOTIFICATIONS_SYNC_TIMEOUT_S": 5.0,
     "TWILIO_ACCOUNT_SID": "",
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_SMS_FROM": "",

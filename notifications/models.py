@@ -1,11 +1,13 @@
 import functools
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from dramatiq.common import compute_backoff
 
 MAX_ERROR_CHARS = 4000
 
@@ -105,6 +107,27 @@ class DeliveryQuerySet(models.QuerySet):
         with connection.cursor() as cursor:
             cursor.execute(deliver_in_app_statement(), parameters)
             return cursor.fetchone() is not None
+
+    def schedule_retry(self, pk: int, delay_ms: int | None = None) -> bool:
+        """A transient failure run synchronously: the delivery is due again after Dramatiq's backoff
+        (or ``delay_ms``), for the dispatcher to send. False when its retries are spent.
+        """
+        from .conf import setting
+
+        delivery = self.filter(pk=pk, status=Delivery.Status.QUEUED).values("attempts").first()
+        if delivery is None or delivery["attempts"] > setting("NOTIFICATIONS_MAX_RETRIES"):
+            return False
+        if delay_ms is None:
+            _, delay_ms = compute_backoff(
+                delivery["attempts"] - 1,
+                factor=setting("NOTIFICATIONS_MIN_BACKOFF_MS"),
+                max_backoff=setting("NOTIFICATIONS_MAX_BACKOFF_MS"),
+            )
+        due = timezone.now() + timedelta(milliseconds=delay_ms)
+        scheduled = self.filter(pk=pk, status=Delivery.Status.QUEUED).update(
+            status=Delivery.Status.SCHEDULED, send_at=due, updated_at=timezone.now()
+        )
+        return scheduled == 1
 
     def cancel(self) -> int:
         """Cancel the deliveries of the queryset that have not gone yet; return how many.

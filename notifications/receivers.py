@@ -7,6 +7,7 @@ from typing import Any
 
 from dramatiq import Message
 
+from .exceptions import TransientDeliveryError
 from .models import Delivery
 from .tasks import ACTOR_NAMES
 
@@ -22,6 +23,15 @@ def mark_delivery_failed(sender: Any, *, message: Message, error: str, **kwargs:
     pk = delivery_id(message)
     if pk is not None:
         Delivery.objects.mark_failed(pk, error)
+
+
+def schedule_synchronous_retry(sender: Any, *, message: Message, exception: Any, **kwargs: Any) -> bool:
+    """A delivery run in the caller failed in a way worth retrying: it is scheduled again, on the
+    workers' backoff, instead of becoming a failed job at once."""
+    pk = delivery_id(message)
+    if pk is None or not isinstance(exception, TransientDeliveryError):
+        return False
+    return Delivery.objects.schedule_retry(pk, exception.delay)
 
 
 def requeue_deliveries(sender: Any, *, messages: list[Message], **kwargs: Any) -> None:

@@ -389,7 +389,10 @@ def create_and_schedule(payload: dict[str, Any], idempotency_key: str | None, de
     delivery, created = create_delivery(payload, idempotency_key, dedup_key)
     if created and delivery.status == Delivery.Status.QUEUED:
         message = outbox.message_for(delivery)
-        transaction.on_commit(lambda: dispatch.send(message))
+        ran_here = []
+        transaction.on_commit(lambda: ran_here.append(dispatch.send(message)))
+        if any(ran_here):  # outside a transaction it ran already: show how it ended
+            delivery.refresh_from_db()
     return delivery
 
 

@@ -233,7 +233,7 @@ def test_retry_failed_rejects_bad_filters(arguments, error):
 
 def test_synchronous_failure_is_recorded_and_can_be_retried(service, settings, fake_smtp):
     settings.QUEUE_ENABLED = False
-    fake_smtp.reject_next(451, "4.3.0 Try again later")
+    fake_smtp.reject_next(550, "5.1.1 No such user")
     delivery = service.send_email("ada@example.com", subject="Hi", text="sync")
 
     job = FailedJob.objects.get()

@@ -14,6 +14,8 @@ from typing import Any
 from django.db import DatabaseError
 from django.utils import timezone
 
+from failedjobs.dispatch import running_here
+
 from ..conf import setting
 from ..exceptions import (
     DeliveryError,
@@ -27,6 +29,13 @@ from ..payload import Payload
 logger = logging.getLogger("notifications.delivery")
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+
+
+def provider_timeout(configured: float) -> float:
+    """A provider call's timeout: bounded by NOTIFICATIONS_SYNC_TIMEOUT_S when a caller waits for it."""
+    if running_here():
+        return min(configured, setting("NOTIFICATIONS_SYNC_TIMEOUT_S"))
+    return configured
 
 
 class BaseChannel:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import make_msgid
 from django.core.mail.utils import DNS_NAME
 from django.core.validators import validate_email
@@ -13,7 +13,10 @@ from ..exceptions import DeliveryError, InvalidRecipient
 from ..payload import Payload
 from ..provider_errors import smtp_error
 from ..rendering import find_template, render_html, render_text
-from .base import BaseChannel
+from .base import BaseChannel, provider_timeout
+
+#: When EMAIL_TIMEOUT is not set (Django would wait on the socket without limit).
+DEFAULT_SMTP_TIMEOUT_S = 30.0
 
 PARTS = {
     "subject": "notifications/email/{template}/{{language}}/subject.txt",
@@ -42,6 +45,8 @@ class EmailChannel(BaseChannel):
 
     def send(self, payload: Payload) -> str:
         message = build_message(payload)
+        timeout = provider_timeout(settings.EMAIL_TIMEOUT or DEFAULT_SMTP_TIMEOUT_S)
+        message.connection = get_connection(timeout=timeout)
         message.send()
         return message.extra_headers["Message-ID"]
 

@@ -21,7 +21,7 @@ from ..exceptions import (
 from ..payload import Payload
 from ..provider_errors import NO_ANSWER, twilio_error
 from ..rendering import find_template, render_text
-from .base import BaseChannel
+from .base import BaseChannel, provider_timeout
 
 MAX_BODY_CHARS = 1600
 
@@ -45,7 +45,7 @@ def twilio_client() -> Client:
         setting("TWILIO_ACCOUNT_SID"),
         setting("TWILIO_AUTH_TOKEN"),
         setting("TWILIO_API_BASE_URL"),
-        setting("TWILIO_TIMEOUT"),
+        provider_timeout(setting("TWILIO_TIMEOUT")),
     )
     if getattr(_local, "key", None) != key:
         client = Client(key[0], key[1], http_client=HttpClient(timeout=key[3]))
