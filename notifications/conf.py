@@ -21,6 +21,10 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_MAX_PAYLOAD_BYTES": 64 * 1024,
     # A queued delivery never tried this long after it was queued lost its message: enqueue it again.
     "NOTIFICATIONS_REDRIVE_AFTER_S": 600,
+    # Sent and failed deliveries not changed for this many days are purged; those still to send never.
+    "NOTIFICATIONS_DELIVERY_RETENTION_DAYS": 180,
+    # In-app notifications read this many days ago are purged; unread ones never.
+    "NOTIFICATIONS_READ_INAPP_RETENTION_DAYS": 90,
     "TWILIO_ACCOUNT_SID": "",
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_SMS_FROM": "",
