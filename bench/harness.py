@@ -19,7 +19,10 @@ POSTGRES = "postgres://postgres@127.0.0.1:5432"
 DATABASE = "notifications_bench"
 #: W4's million rows live in their own database, so that W2 and W3 (which empty FailedJob) keep them.
 ADMIN_DATABASE = "notifications_bench_admin"
-REDIS_URL = "redis://127.0.0.1:6379/14"
+#: W8's million deliveries, kept between runs like W4's rows.
+OUTBOX_DATABASE = "notif_bench_outbox"
+#: Flushed at the start of each workload; BENCH_REDIS_URL picks another database.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 POLL_INTERVAL = 0.05
 
 RUNDRAMATIQ = [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"]
@@ -66,8 +69,9 @@ def prepare_database(name):
     subprocess.run(command, cwd=ROOT, env=bench_env(DATABASE_URL=f"{POSTGRES}/{name}"), check=True)
 
 
-def setup_django():
-    os.environ.update(bench_env())
+def setup_django(database=DATABASE):
+    """Set up Django in this process, its default connection on ``database``."""
+    os.environ.update(bench_env(DATABASE_URL=f"{POSTGRES}/{database}"))
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import django

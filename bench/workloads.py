@@ -11,6 +11,7 @@ from itertools import islice
 from bench.harness import (
     ADMIN_DATABASE,
     BARE_DRAMATIQ,
+    OUTBOX_DATABASE,
     ROOT,
     RUNDRAMATIQ,
     Worker,
@@ -27,6 +28,20 @@ from bench.harness import (
 PACED_RATE = 200
 ADMIN_REQUESTS = 5
 INSERT_BATCH = 5000
+#: W8's rows carry this template, so that rows the service wrote (W8-call's) can be told apart.
+OUTBOX_TEMPLATE = "bench-w8"
+#: W8's due deliveries: every OUTBOX_DUE_STEP-th row among the most recent ones.
+OUTBOX_DUE_STEP = 10
+#: W8's deliveries scheduled ahead, not due: every 50th row of the most recent half (1% of the table).
+OUTBOX_AHEAD_STEP = 50
+#: The indexes W8 drops (in a transaction rolled back) to show the due query's plan without them: the
+#: dispatcher's own, then also the one that leads with the status.
+OUTBOX_WITHOUT = {
+    "without_delivery_due": ["delivery_due"],
+    "without_status_indexes": ["delivery_due", "delivery_status_created"],
+}
+#: W8-call: calls of each kind made first and not measured (connections, caches).
+CALL_WARM_UP = 50
 
 
 def w1(n, paced_calls):
@@ -435,3 +450,179 @@ def time_page(client, url):
         if response.status_code != 200:
             raise RuntimeError(f"GET {url} answered {response.status_code}")
     return round(timings[0], 1), round(statistics.median(timings[1:]), 1)
+
+
+def w8(n, due, *, reset=False):
+    """The dispatcher over n deliveries, ``due`` of them scheduled and due: time ``outbox.dispatch_due()``
+    with the queue on, and EXPLAIN ANALYZE its due query, with its index and without.
+    """
+    import dramatiq
+
+    from notifications import outbox
+
+    with using_database(OUTBOX_DATABASE):
+        prepare_outbox(n, due, reset=reset)
+        flush_redis()
+        plan = explain_due_query()
+        plans_without = {name: explain_due_query(dropped) for name, dropped in OUTBOX_WITHOUT.items()}
+        started = time.perf_counter()
+        result = outbox.dispatch_due()
+        dispatch_s = time.perf_counter() - started
+        queued = dramatiq.get_broker().client.hlen("dramatiq:in_app.msgs")
+    if (result.due, result.redriven, queued) != (due, 0, due):
+        raise RuntimeError(f"dispatch_due: {result}, {queued} messages in Redis; expected {due} due")
+    line = {
+        "workload": "W8",
+        "n": n,
+        "due": due,
+        "dispatch_s": round(dispatch_s, 3),
+        "rows_per_s": round(due / dispatch_s),
+        "due_query_ms": execution_ms(plan),
+        "uses_delivery_due": any("delivery_due" in row for row in plan),
+    }
+    for name, plan_without in plans_without.items():
+        line[f"due_query_{name}_ms"] = execution_ms(plan_without)
+    line["plan"] = plan
+    for name, plan_without in plans_without.items():
+        line[f"plan_{name}"] = plan_without
+    line["info"] = {"batches": -(-due // outbox.DEFAULT_BATCH_SIZE)}
+    return [line]
+
+
+def w8_call(calls, n, due, *, reset=False):
+    """``create_inapp_notification`` on W8's table, ``calls`` times without a delay (enqueued on Redis at
+    once) and ``calls`` times with ``delay=timedelta(hours=1)`` (a scheduled row), alternated.
+    """
+    from datetime import timedelta
+
+    from notifications.services import NotificationsService
+
+    with using_database(OUTBOX_DATABASE):
+        prepare_outbox(n, due, reset=reset)
+        flush_redis()
+        service, user = NotificationsService(), bench_user()
+        kinds = {"now": {}, "delayed": {"delay": timedelta(hours=1)}}
+        latencies = {kind: [] for kind in kinds}
+        try:
+            for i in range(CALL_WARM_UP + calls):
+                # Each kind goes first in every other pair, so neither always follows the other.
+                for kind in sorted(kinds, reverse=i % 2 == 1):
+                    before = time.perf_counter()
+                    service.create_inapp_notification(user, title=f"Call {i}", **kinds[kind])
+                    if i >= CALL_WARM_UP:
+                        latencies[kind].append(time.perf_counter() - before)
+        finally:
+            remove_service_deliveries()
+
+    def ms(kind, fraction):
+        return round(percentile(latencies[kind], fraction) * 1000, 3)
+
+    return [
+        {
+            "workload": "W8-call",
+            "n": calls,
+            "table_rows": n,
+            "p50_ms": ms("now", 0.50),
+            "p99_ms": ms("now", 0.99),
+            "delayed_p50_ms": ms("delayed", 0.50),
+            "delayed_p99_ms": ms("delayed", 0.99),
+        }
+    ]
+
+
+OUTBOX_FILL_SQL = """
+INSERT INTO notifications_delivery (
+    idempotency_key, dedup_key, channel, template, recipient, context, language, send_at, status, attempts,
+    message_id, provider_message_id, last_error, error_code, created_at, updated_at, sent_at
+)
+SELECT
+    '', '', 'in_app', %(template)s, %(recipient)s,
+    jsonb_build_object('title', 'Bench notification ' || i, 'body', '', 'link', ''), 'en',
+    CASE
+        WHEN due THEN now() - make_interval(secs => i %% 3600)
+        WHEN ahead THEN now() + make_interval(secs => 3600 + i %% 2592000)
+    END,
+    CASE WHEN due OR ahead THEN 'scheduled' ELSE 'sent' END,
+    CASE WHEN due OR ahead THEN 0 ELSE 1 END,
+    md5(i::text)::uuid::text, '', '', '',
+    created_at,
+    CASE WHEN due OR ahead THEN created_at ELSE created_at + interval '2 seconds' END,
+    CASE WHEN due OR ahead THEN NULL ELSE created_at + interval '2 seconds' END
+FROM (
+    SELECT
+        i,
+        i > %(n)s - %(due_step)s * %(due)s AND i %% %(due_step)s = 0 AS due,
+        i > %(n)s / 2 AND i %% %(ahead_step)s = 5 AS ahead,
+        now() - make_interval(secs => (%(n)s - i) * 15552000.0 / %(n)s) AS created_at
+    FROM generate_series(1, %(n)s) AS i
+) AS rows
+"""
+
+#: What dispatch_due changed (the due rows are queued now) put back as it was.
+OUTBOX_RESCHEDULE_SQL = """
+UPDATE notifications_delivery SET status = 'scheduled', attempts = 0, updated_at = created_at
+ WHERE id > %(n)s - %(due_step)s * %(due)s AND id %% %(due_step)s = 0 AND status <> 'scheduled'
+"""
+
+
+def prepare_outbox(n, due, *, reset=False):
+    """n deliveries made over 180 days: ``due`` scheduled with send_at in the last hour (every 10th
+    among the 10 * due most recent), 1% scheduled for the next 30 days, the rest sent.
+
+    Built once with INSERT ... SELECT generate_series, then kept: each run puts the due rows back
+    to scheduled and drops the rows W8-call wrote.
+    """
+    from django.db import connection
+    from django.utils import timezone
+
+    from notifications.models import Delivery
+
+    remove_service_deliveries()
+    parameters = {"n": n, "due": due, "due_step": OUTBOX_DUE_STEP, "ahead_step": OUTBOX_AHEAD_STEP}
+    with connection.cursor() as cursor:
+        if reset or Delivery.objects.count() != n:
+            print(f"W8: building {n} Delivery rows (once; --reset rebuilds)...", flush=True)
+            empty_tables(Delivery)
+            rows = {"template": OUTBOX_TEMPLATE, "recipient": str(bench_user().pk)}
+            cursor.execute(OUTBOX_FILL_SQL, {**parameters, **rows})
+        else:
+            cursor.execute(OUTBOX_RESCHEDULE_SQL, parameters)
+        cursor.execute("VACUUM ANALYZE notifications_delivery")
+    scheduled = Delivery.objects.filter(status=Delivery.Status.SCHEDULED, send_at__lte=timezone.now())
+    if scheduled.count() != due:
+        raise RuntimeError(f"{scheduled.count()} deliveries due, expected {due}; run with --reset")
+
+
+def remove_service_deliveries():
+    """Drop the deliveries W8-call made through the service, leaving W8's own rows."""
+    from notifications.models import Delivery
+
+    Delivery.objects.exclude(template=OUTBOX_TEMPLATE).delete()
+
+
+def explain_due_query(dropped=()):
+    """EXPLAIN ANALYZE of the statement with which dispatch_due takes its first batch of due rows.
+
+    It runs in a transaction that is rolled back: the rows it locks stay as they were, and so do the
+    ``dropped`` indexes, dropped to show the plan PostgreSQL would choose without them.
+    """
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from notifications import outbox
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        for index in dropped:
+            cursor.execute(f"DROP INDEX {connection.ops.quote_name(index)}")
+        batch = outbox.locked(outbox.due(timezone.now()))[: outbox.DEFAULT_BATCH_SIZE]
+        sql, params = batch.query.sql_with_params()
+        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
+        plan = [row[0] for row in cursor.fetchall()]
+        transaction.set_rollback(True)
+    return plan
+
+
+def execution_ms(plan):
+    """The "Execution Time: ... ms" of an EXPLAIN ANALYZE."""
+    line = next(row for row in plan if row.startswith("Execution Time:"))
+    return round(float(line.split()[2]), 3)

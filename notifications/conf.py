@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_REDRIVE_AFTER_S": 600,
     # Longest a provider call may keep a caller waiting when it runs synchronously (queue off).
     "NOTIFICATIONS_SYNC_TIMEOUT_S": 5.0,
+    # Sent and failed deliveries not changed for this many days are purged; those still to send never.
+    "NOTIFICATIONS_DELIVERY_RETENTION_DAYS": 180,
+    # In-app notifications read this many days ago are purged; unread ones never.
+    "NOTIFICATIONS_READ_INAPP_RETENTION_DAYS": 90,
     "TWILIO_ACCOUNT_SID": "",
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_SMS_FROM": "",

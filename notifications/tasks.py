@@ -58,3 +58,14 @@ def redeliver_orphaned_messages() -> None:
 def dispatch_due() -> None:
     """Every minute: scheduled deliveries that are due, and queued ones whose message was lost."""
     outbox.dispatch_due()
+
+
+# An hour: a first purge of a large log can take longer than Dramatiq's default 10 minutes. Each batch
+# commits on its own, so a run that is stopped keeps what it deleted and the next night goes on.
+@dramatiq.actor(queue_name="maintenance", periodic=cron("37 3 * * *"), max_retries=0, time_limit=3_600_000)
+def purge_notifications() -> None:
+    """Every night: apply the retention settings (NOTIFICATIONS_DELIVERY_RETENTION_DAYS and
+    NOTIFICATIONS_READ_INAPP_RETENTION_DAYS) to the delivery log and the read in-app notifications."""
+    from . import retention
+
+    retention.purge_notifications()
