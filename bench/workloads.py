@@ -532,11 +532,11 @@ def w8_call(calls, n, due, *, reset=False):
 
 OUTBOX_FILL_SQL = """
 INSERT INTO notifications_delivery (
-    idempotency_key, dedup_key, channel, template, recipient, context, language, send_at, status, attempts,
-    message_id, provider_message_id, last_error, error_code, created_at, updated_at, sent_at
+    idempotency_key, dedup_key, topic, channel, template, recipient, context, language, send_at, status,
+    attempts, message_id, provider_message_id, last_error, error_code, created_at, updated_at, sent_at
 )
 SELECT
-    '', '', 'in_app', %(template)s, %(recipient)s,
+    '', '', '', 'in_app', %(template)s, %(recipient)s,
     jsonb_build_object('title', 'Bench notification ' || i, 'body', '', 'link', ''), 'en',
     CASE
         WHEN due THEN now() - make_interval(secs => i %% 3600)
