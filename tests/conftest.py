@@ -34,6 +34,7 @@ SERVICE_FIXTURES = {
     "redis": {"redis_url", "redis_broker", "worker", "worker_process"},
     "postgresql": {"worker", "worker_process", "process_env"},
     "worker": {"worker", "worker_process"},
+    "browser": {"browser"},
 }
 
 
@@ -48,7 +49,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.hookimpl(tryfirst=True)  # before any fixture is set up
 def pytest_runtest_setup(item):
-    for service in ("redis", "postgresql"):
+    for service in ("redis", "postgresql", "browser"):
         if item.get_closest_marker(service) is not None:
             reason = unavailable(service)
             if reason:
@@ -89,6 +90,11 @@ def unavailable(service):
             ).close()
         except psycopg.Error as error:
             return f"needs PostgreSQL: {where} does not answer ({error})"
+    elif service == "browser":
+        missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
+        if missing:
+            missing_paths = ", ".join(missing)
+            return f"needs headless Chromium: {missing_paths} missing (apt: chromium, chromium-driver)"
     return None
 
 
@@ -183,6 +189,58 @@ def worker(redis_broker, transactional_db):
     worker.start()
     yield worker
     worker.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="session")
+def live_server(django_db_setup):
+    """pytest-django's live server, stopped before the test database is dropped (its threads hold
+    connections that would otherwise keep the database from being dropped)."""
+    from pytest_django.live_server_helper import LiveServer
+
+    server = LiveServer("127.0.0.1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser_session(live_server):
+    """One headless Chromium for the run, from the distribution's packages (never downloaded). It
+    quits before the live server stops: its open connections hold server threads and their database
+    connections."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser(browser_session):
+    """The session's Chromium with no cookies left from the previous test."""
+    browser_session.delete_all_cookies()
+    yield browser_session
+    browser_session.delete_all_cookies()
 
 
 @pytest.fixture(scope="session")
