@@ -9,6 +9,7 @@ import hashlib
 import logging
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -226,10 +227,12 @@ def retry_jobs(
     limit: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
+    on_batch: Callable[[RetryResult], None] | None = None,
 ) -> RetryResult:
     """Send each failed job's message again, with fresh retries, and mark the row retried.
 
-    Rows that are not in the failed state (already retried or resolved) are skipped.
+    Rows that are not in the failed state (already retried or resolved) are skipped. ``on_batch`` is
+    called with the result so far after each batch (a background run saves its progress there).
     """
     result = RetryResult(skipped=jobs.exclude(status=FailedJob.Status.FAILED).count())
     pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk")
@@ -248,6 +251,8 @@ def retry_jobs(
             break
         result.retried += retried
         last_pk = highest_pk
+        if on_batch is not None:
+            on_batch(result)
     return result
 
 

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("api.urls")),
     # /healthz, /readyz and /metrics
     path("", include("notifications.urls")),
 ]

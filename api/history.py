@@ -1,0 +1,42 @@
+"""Every acting call in the admin's history (LogEntry), as an action in the admin would be.
+
+A token's actions are recorded under the user who created it, with the token's name in the message.
+"""
+
+from typing import Any
+
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model
+from rest_framework.request import Request
+
+from .models import ApiToken
+
+
+def caller(request: Request) -> str:
+    """Who made the call, as the history and a bulk retry name them."""
+    if isinstance(request.auth, ApiToken):
+        return f"API token “{request.auth.name}”"
+    return f"{request.user.get_username()} (API)"
+
+
+def record(
+    request: Request,
+    message: str,
+    *,
+    model: type[Model],
+    obj: Model | None = None,
+    action_flag: int = CHANGE,
+    description: str = "",
+) -> LogEntry:
+    """Add one history entry: about ``obj``, or about several objects of ``model`` (``description``)."""
+    user_id = request.auth.created_by_id if isinstance(request.auth, ApiToken) else request.user.pk
+    entry: Any = LogEntry.objects.create(
+        user_id=user_id,
+        content_type=ContentType.objects.get_for_model(model),
+        object_id=None if obj is None else str(obj.pk),
+        object_repr=(str(obj) if obj is not None else description)[:200],
+        action_flag=action_flag,
+        change_message=f"{message} Through the API, by {caller(request)}.",
+    )
+    return entry
