@@ -2,11 +2,13 @@
 
 import json
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -104,6 +106,16 @@ def test_only_the_hash_of_a_key_is_stored_and_last_use_is_noted(owner):
     Client(headers={"Authorization": f"Bearer {key}"}).get(FAILED_JOBS)
     token.refresh_from_db()
     assert token.last_used_at is not None
+
+
+def test_create_api_token_prints_a_key_that_works(owner):
+    out = StringIO()
+    call_command("create_api_token", "oncall", "--scope", "act", "--user", "owner", stdout=out)
+    key = out.getvalue().strip()
+    assert ApiToken.objects.get(name="oncall").key_hash == hash_key(key)
+    assert Client(headers={"Authorization": f"Bearer {key}"}).get(FAILED_JOBS).status_code == 200
+    with pytest.raises(CommandError, match="already"):
+        call_command("create_api_token", "oncall", "--user", "owner")
 
 
 def test_a_staff_session_works_with_the_admins_permissions():
