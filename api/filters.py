@@ -6,7 +6,6 @@ Each is a serializer, so that a bad value is a 422 naming the parameter, and the
 from typing import Any
 
 from django.db.models import QuerySet
-from django.db.models.fields.json import KT
 from rest_framework import serializers
 
 from failedjobs import services
@@ -33,6 +32,10 @@ class FailedJobMatch(TimeRange):
     exception_class = serializers.CharField(
         required=False, help_text="Full name, e.g. notifications.exceptions.PermanentDeliveryError."
     )
+    error_signature = serializers.CharField(
+        required=False, help_text="The cause: the error group's signature, as the admin's groups show it."
+    )
+    error_code = serializers.CharField(required=False, help_text="The provider's error code, e.g. 21211.")
     recipient = serializers.CharField(required=False, help_text="The message's recipient, in full.")
     message_id = serializers.CharField(required=False, help_text="The Dramatiq message id.")
 
@@ -44,6 +47,8 @@ class FailedJobMatch(TimeRange):
             status=data.get("status"),
             since=data.get("since"),
             until=data.get("until"),
+            signature=data.get("error_signature"),
+            code=data.get("error_code"),
         )
         if "exception_class" in data:
             jobs = jobs.filter(exception_class=data["exception_class"])
@@ -51,9 +56,8 @@ class FailedJobMatch(TimeRange):
             jobs = jobs.filter(message_id=data["message_id"].lower())
         if "recipient" in data:
             kwarg = failedjobs_setting("FAILED_JOBS_RECIPIENT_KWARG")
-            jobs = jobs.alias(recipient_kwarg=KT(f"kwargs__{kwarg}")).filter(
-                recipient_kwarg=data["recipient"]
-            )
+            # The JSON value, as the failedjob_recipient index holds it (and as the admin searches).
+            jobs = jobs.filter(**{f"kwargs__{kwarg}": data["recipient"]})
         return jobs
 
 

@@ -64,6 +64,8 @@ class FailedJobSerializer(MaskingSerializer):
             "source",
             "exception_class",
             "exception_message",
+            "error_signature",
+            "error_code",
             "recipient",
             "attempts",
             "enqueued_at",

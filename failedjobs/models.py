@@ -1,5 +1,5 @@
 from django.db import connection, models
-from django.db.models.fields.json import KT
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 
@@ -52,6 +52,16 @@ class FailedJob(models.Model):
     kwargs = models.JSONField(default=dict)
     exception_class = models.CharField(max_length=255, blank=True, default="")
     exception_message = models.TextField(blank=True, default="")
+    error_signature = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The cause: the exception's class, its error code and its message without ids, "
+        "addresses, numbers or links. Failures with the same signature failed for the same reason.",
+    )
+    error_code = models.CharField(
+        max_length=64, blank=True, default="", help_text="The provider's error code, when there is one."
+    )
     traceback = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=1)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.WORKER)
@@ -73,9 +83,15 @@ class FailedJob(models.Model):
             models.Index(fields=["status", "-failed_at"], name="failedjob_status_failed_at"),
             models.Index(fields=["queue_name", "-failed_at"], name="failedjob_queue_failed_at"),
             models.Index(fields=["actor_name", "-failed_at"], name="failedjob_actor_failed_at"),
-            # Failures of one recipient (the HTTP API's recipient filter), under the default
-            # FAILED_JOBS_RECIPIENT_KWARG; without it, a million rows are read to find a few.
-            models.Index(KT("kwargs__recipient"), name="failedjob_recipient"),
+            models.Index(fields=["error_signature", "-failed_at"], name="failedjob_signature_failed_at"),
+            # The error groups of a status: counted, first and last seen, from the index alone.
+            models.Index(
+                fields=["status", "error_signature", "failed_at"], name="failedjob_status_signature"
+            ),
+            models.Index(fields=["error_code", "-failed_at"], name="failedjob_code_failed_at"),
+            # Failures of one recipient (FAILED_JOBS_RECIPIENT_KWARG's default), found in the index:
+            # the API's recipient filter, the admin's search by a whole recipient.
+            models.Index(KeyTransform("recipient", "kwargs"), name="failedjob_recipient"),
         ]
 
     def __str__(self) -> str:

@@ -28,6 +28,7 @@ from . import dispatch
 from .conf import setting
 from .models import FailedJob
 from .signals import job_failed, jobs_retried
+from .signatures import error_code, error_signature
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ def record_failure(
     One INSERT ... ON CONFLICT statement: a worker's failure path runs it for every failed message.
     """
     options = message.options
+    kind = storable(exception_class(exception, options))
+    text = storable(exception_text(exception, options)[:MAX_MESSAGE_CHARS])
+    code = storable(error_code(exception, text))
     job = FailedJob(
         message_id=message.message_id,
         queue_name=q_name(message.queue_name),
@@ -107,8 +111,10 @@ def record_failure(
         message_data=bytes(message.encode()),
         args=storable(list(message.args)),
         kwargs=storable(dict(message.kwargs)),
-        exception_class=storable(exception_class(exception, options)),
-        exception_message=storable(exception_text(exception, options)[:MAX_MESSAGE_CHARS]),
+        exception_class=kind,
+        exception_message=text,
+        error_signature=error_signature(kind, text, code),
+        error_code=code,
         traceback=storable(format_traceback(exception, options)),
         attempts=attempts or options.get("attempts") or options.get("retries", 0) + 1,
         source=source,
@@ -204,8 +210,14 @@ def filter_jobs(
     status: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    signature: str | None = None,
+    code: str | None = None,
 ) -> QuerySet[FailedJob]:
     jobs = FailedJob.objects.all()
+    if signature:
+        jobs = jobs.filter(error_signature=signature)
+    if code:
+        jobs = jobs.filter(error_code=code)
     if ids:
         jobs = jobs.filter(pk__in=ids)
     if queue:

@@ -164,7 +164,9 @@ def test_list_filters_as_the_admin_does(reader):
     now = timezone.now()
     sms = failed_job(failed_at=now - timedelta(hours=1))
     email = failed_job("email", EMAIL, failed_at=now - timedelta(hours=2))
-    old = failed_job(failed_at=now - timedelta(days=3), exception_class="builtins.RuntimeError")
+    old = failed_job(
+        failed_at=now - timedelta(days=3), exception_class="builtins.RuntimeError", error_code="30003"
+    )
     retried = failed_job(status=FailedJob.Status.RETRIED, failed_at=now - timedelta(hours=3))
 
     def listed(**params):
@@ -177,6 +179,8 @@ def test_list_filters_as_the_admin_does(reader):
     assert listed(actor=sms.actor_name) == [sms.pk, retried.pk, old.pk]
     assert listed(status="retried") == [retried.pk]
     assert listed(exception_class="builtins.RuntimeError") == [old.pk]
+    assert listed(error_code="30003") == [old.pk]
+    assert listed(error_signature=sms.error_signature) == [sms.pk, retried.pk]
     assert listed(recipient=EMAIL) == [email.pk]
     assert listed(since=(now - timedelta(days=1)).isoformat()) == [sms.pk, email.pk, retried.pk]
     assert listed(until=(now - timedelta(hours=2)).isoformat()) == [retried.pk, old.pk]
@@ -332,15 +336,20 @@ def test_retry_matching_retries_the_failed_jobs_the_filters_select(actor, stub_b
         "dry_run": True,
     }
     assert FailedJob.objects.filter(status=FailedJob.Status.FAILED).count() == 4
+    other_cause = failed_job("whatsapp", exception_class="builtins.RuntimeError", exception_message="boom")
+    assert (
+        post(actor, RETRY_MATCHING, {"error_signature": other_cause.error_signature}).json()["retried"] == 1
+    )
     response = post(actor, RETRY_MATCHING, {"queue": "sms"})
     assert response.status_code == 200
     assert response.json() == {"retried": 3, "skipped": 1, "dry_run": False}
-    assert {job.pk for job in FailedJob.objects.filter(status=FailedJob.Status.RETRIED, retry_count=1)} == {
-        job.pk for job in sms
-    }
+    assert {
+        job.pk
+        for job in FailedJob.objects.filter(status=FailedJob.Status.RETRIED, retry_count=1, queue_name="sms")
+    } == {job.pk for job in sms}
     assert FailedJob.objects.get(queue_name="email").status == FailedJob.Status.FAILED
-    [(_, object_id, change, _)] = history()
-    assert object_id is None and "retried 3, skipped 1" in change
+    [(_, object_id, change, _)] = history()[-1:]
+    assert object_id is None and "retried 3, skipped 1" in change and "'queue': 'sms'" in change
 
 
 def test_retry_matching_needs_a_filter_or_all(actor):
