@@ -151,6 +151,7 @@ def pages(n):
             q(jobs, queue="sms", exception_class="notifications.exceptions.PermanentDeliveryError"),
         ),
         "jobs_since_yesterday": ("api", q(jobs, since=since)),
+        "jobs_error_signature": ("api", q(jobs, error_signature=job.error_signature, status="failed")),
         "jobs_recipient": ("api", q(jobs, recipient=job.kwargs["recipient"])),
         "jobs_max_page": ("api", q(jobs, limit=500)),
         "job_detail": ("api", reverse("api:failed-job-detail", args=[job.pk])),
