@@ -62,14 +62,16 @@ class ApiView(generics.GenericAPIView):
         return match
 
 
+def with_recipient(jobs: QuerySet[FailedJob]) -> QuerySet[FailedJob]:
+    """The jobs with their recipient keyword argument as ``recipient``, as the admin lists it."""
+    return jobs.annotate(recipient=KT(f"kwargs__{failedjobs_setting('FAILED_JOBS_RECIPIENT_KWARG')}"))
+
+
 class FailedJobView(ApiView):
     model = FailedJob
 
     def get_queryset(self) -> QuerySet[FailedJob]:
-        kwarg = failedjobs_setting("FAILED_JOBS_RECIPIENT_KWARG")
-        return FailedJob.objects.annotate(
-            recipient=KT(f"kwargs__{kwarg}"), message_size=Length("message_data")
-        )
+        return with_recipient(FailedJob.objects.annotate(message_size=Length("message_data")))
 
 
 class FailedJobList(FailedJobView):
@@ -78,8 +80,7 @@ class FailedJobList(FailedJobView):
 
     def get_queryset(self) -> QuerySet[FailedJob]:
         jobs = self.match(filters.FailedJobFilters, self.request.query_params).jobs()
-        kwarg = failedjobs_setting("FAILED_JOBS_RECIPIENT_KWARG")
-        return jobs.defer(*LARGE_FIELDS).annotate(recipient=KT(f"kwargs__{kwarg}"))
+        return with_recipient(jobs.defer(*LARGE_FIELDS))
 
     @extend_schema(
         operation_id="failed_jobs_list",
