@@ -34,7 +34,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected API tokens", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"revoked {revoked}")
+        self.message_user(request, f"{revoked} API token(s) revoked: their keys are refused from now on.")
 
 
 @admin.register(BulkRetry)
