@@ -17,6 +17,9 @@ DEFAULTS: dict[str, Any] = {
     # Phone numbers written in the national form of these regions are masked too (international ones
     # always are).
     "FAILED_JOBS_PHONE_REGIONS": ["FR", "US"],
+    # An admin action on more failed jobs than this runs on a worker (a BulkOperation), in batches.
+    "FAILED_JOBS_BULK_IN_REQUEST_MAX": 1000,
+    "FAILED_JOBS_BULK_BATCH_SIZE": 1000,
 }
 
 
