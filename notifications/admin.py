@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from failedjobs import links
@@ -8,6 +10,7 @@ from failedjobs.masking import mask_recipient, mask_text
 from failedjobs.models import FailedJob
 
 from .models import Delivery, InAppNotification
+from .status import pipeline_status
 from .tasks import ACTOR_NAMES
 
 #: Retries of a retry of ...: more than this many failed jobs for one delivery are not followed.
@@ -106,6 +109,30 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # The log is also what stops a notification from being sent twice.
         return False
+
+    def get_urls(self):
+        status = path("status/", self.admin_site.admin_view(self.status_view), name="notifications_status")
+        return [status, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        context = {"status_url": reverse("admin:notifications_status"), **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def status_view(self, request):
+        """The queues, workers, scheduler and failed jobs by cause, as ``manage.py notifications_status``."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        status = pipeline_status()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Pipeline status",
+            "opts": self.opts,
+            "status": status,
+            "groups": [(group, mask_text(group.signature)) for group in status.groups],
+            "groups_url": reverse("admin:failedjobs_failedjob_groups"),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/notifications/status.html", context)
 
     @admin.display(description="recipient")
     def masked_recipient(self, delivery):
