@@ -15,7 +15,7 @@ from notifications.status import pipeline_status
 from tests.factories import failed_job, job_message
 from tests.helpers import wait_until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
+pytestmark = [pytest.mark.django_db, pytest.mark.postgresql]
 
 
 def fill_queues(broker):
