@@ -138,3 +138,17 @@ class BulkOperation(models.Model):
         if self.status == self.Status.DONE:
             return 100
         return min(100, round(100 * self.done / self.total)) if self.total else 0
+
+
+class Alert(models.Model):
+    """When an alert about one thing (a new error group, a growing one, dead letters) was last sent.
+
+    One row per thing: alerts about it are not repeated within FAILED_JOBS_ALERT_REPEAT_AFTER_S.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    last_sent_at = models.DateTimeField()
+    text = models.TextField(blank=True, default="", help_text="What the last alert said.")
+
+    def __str__(self) -> str:
+        return self.key

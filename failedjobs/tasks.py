@@ -25,3 +25,13 @@ def run_bulk_operation(operation_id: int) -> None:
     from . import bulk
 
     bulk.run(operation_id)
+
+
+@dramatiq.actor(
+    actor_name="check_alerts", queue_name="maintenance", periodic=cron("* * * * *"), max_retries=0
+)
+def check_alerts() -> None:
+    """Every minute: alert operators about new or growing error groups and dead letters left in Redis."""
+    from . import alerts
+
+    alerts.check_and_send()
