@@ -269,7 +269,7 @@ class FailedJobAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
             return queryset.filter(message_id=term.lower()), False
         if RECIPIENT.fullmatch(term) and self.has_retry_permission(request):
             # A whole address or number, matched exactly (never a part of one: see ListFilterLookupsOnly).
-            return queryset.filter(recipient=term), False
+            return queryset.filter(**{f"kwargs__{setting('FAILED_JOBS_RECIPIENT_KWARG')}": term}), False
         return super().get_search_results(request, queryset, search_term)
 
     def get_search_fields(self, request):

@@ -125,8 +125,10 @@ def claim(key: str, now: datetime, text: str) -> bool:
 def check_and_send(now: datetime | None = None) -> list[str]:
     """Look for what needs an alert; send one alert with what was not alerted about lately.
 
-    Returns the lines sent (empty when nothing was).
+    Returns the lines sent (empty when nothing was, or when no destination is configured).
     """
+    if not destinations_configured():
+        return []
     now = now or timezone.now()
     findings = group_findings(now)
     dead = dead_letter_finding()
@@ -136,6 +138,11 @@ def check_and_send(now: datetime | None = None) -> list[str]:
     if lines:
         send("Notifications: " + lines[0][:120], "\n".join(lines))
     return lines
+
+
+def destinations_configured() -> bool:
+    emails = setting("FAILED_JOBS_ALERT_EMAIL") and bool(settings.ADMINS)
+    return emails or bool(setting("FAILED_JOBS_ALERT_WEBHOOK_URL"))
 
 
 def send(subject: str, text: str) -> None:

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import connection, models
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 
@@ -89,6 +90,8 @@ class FailedJob(models.Model):
                 fields=["status", "error_signature", "failed_at"], name="failedjob_status_signature"
             ),
             models.Index(fields=["error_code", "-failed_at"], name="failedjob_code_failed_at"),
+            # The admin's search by a whole recipient (FAILED_JOBS_RECIPIENT_KWARG's default).
+            models.Index(KeyTransform("recipient", "kwargs"), name="failedjob_recipient"),
         ]
 
     def __str__(self) -> str:

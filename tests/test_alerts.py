@@ -11,7 +11,7 @@ from django.core import mail
 from django.utils import timezone
 
 from failedjobs import alerts
-from failedjobs.models import FailedJob
+from failedjobs.models import Alert, FailedJob
 from tests.factories import failed_job
 
 pytestmark = pytest.mark.django_db
@@ -141,3 +141,12 @@ class BrokenEmail:
 
     def send_messages(self, messages):
         raise ConnectionRefusedError("the SMTP server is down")
+
+
+def test_without_a_destination_nothing_is_checked_nor_remembered(settings):
+    settings.ADMINS = []
+    settings.FAILED_JOBS_ALERT_WEBHOOK_URL = ""
+    failed_job("sms")
+
+    assert alerts.check_and_send() == []
+    assert not Alert.objects.exists()
