@@ -193,6 +193,7 @@ class FailedJobAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
         "queue_name",
         "actor_name",
         "exception",
+        "error_code",
         "attempts",
         "failed_at",
         "status",
@@ -441,6 +442,8 @@ class FailedJobAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
 
     def groups_view(self, request):
         """The failed jobs of the changelist's filters (failed ones unless a status is chosen), by cause."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         filters = changelist_filters(request)
         filters.pop("signature", None)
         if "status__exact" not in filters:

@@ -232,3 +232,8 @@ def test_search_by_a_whole_recipient_finds_its_jobs_masked(admin_client):
     assert pks(by_number.context["cl"].result_list) == {mine.pk}
     assert "+33612345678</td>" not in by_number.content.decode()
     assert pks(by_email.context["cl"].result_list) == {email.pk}
+
+
+def test_the_groups_page_needs_the_view_permission(two_causes):
+    assert staff_client("view_delivery").get(GROUPS).status_code == 403
+    assert staff_client("view_failedjob", username="looker").get(GROUPS).status_code == 200
