@@ -51,7 +51,7 @@ def error_groups(
     rows = (
         jobs.order_by()
         .values("error_signature")
-        .annotate(count=Count("id"), first_seen=Min("failed_at"), last_seen=Max("failed_at"))
+        .annotate(count=Count("*"), first_seen=Min("failed_at"), last_seen=Max("failed_at"))
         .order_by("-count", "error_signature")[:limit]
     )
     groups = {
@@ -74,7 +74,7 @@ def add_trends(jobs: QuerySet[FailedJob], groups: dict[str, ErrorGroup], now: da
         .filter(error_signature__in=list(groups), failed_at__gte=since)
         .annotate(hour=TruncHour("failed_at", tzinfo=now.tzinfo))
         .values("error_signature", "hour")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
     )
     for row in counts:
         index = int((row["hour"] - since).total_seconds() // 3600)

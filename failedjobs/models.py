@@ -85,7 +85,7 @@ class FailedJob(models.Model):
             models.Index(fields=["queue_name", "-failed_at"], name="failedjob_queue_failed_at"),
             models.Index(fields=["actor_name", "-failed_at"], name="failedjob_actor_failed_at"),
             models.Index(fields=["error_signature", "-failed_at"], name="failedjob_signature_failed_at"),
-            # The error groups of a status: counted, first and last seen, from the index alone.
+            # The error groups of a status: counted, first and last seen, from the index alone (COUNT(*)).
             models.Index(
                 fields=["status", "error_signature", "failed_at"], name="failedjob_status_signature"
             ),
