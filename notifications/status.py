@@ -20,6 +20,7 @@ from failedjobs.groups import ErrorGroup, error_groups
 from failedjobs.models import FailedJob
 
 from .health import mask_secrets
+from .heartbeat import BEAT_INTERVAL_S, WORKERS_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class QueueStatus:
 @dataclass
 class PipelineStatus:
     queues: list[QueueStatus] = field(default_factory=list)
-    #: Processes that talked to the broker within its heartbeat timeout; None without Redis.
+    #: Workers with a heartbeat within the broker's heartbeat timeout; None without Redis.
     workers: int | None = None
     scheduler_last_tick: datetime | None = None
     groups: list[ErrorGroup] = field(default_factory=list)
@@ -112,18 +113,19 @@ def add_oldest_ages(
 
 
 def workers_alive(broker: dramatiq.Broker, *, now: float | None = None) -> int | None:
-    """Broker processes with a Dramatiq heartbeat newer than the broker's heartbeat timeout.
+    """Workers whose heartbeat (notifications.heartbeat) is newer than the broker's heartbeat timeout.
 
-    Every process that talks to the broker beats, a worker each time it looks for messages (at least
-    once per worker timeout) and a sender each time it enqueues.
+    Dramatiq's own heartbeats would count every process that enqueued lately as well.
     """
     client = redis_client(broker)
     if client is None:
         return None
-    now_ms = int((now or time.time()) * 1000)
-    timeout_ms = getattr(broker, "heartbeat_timeout", 60_000)
-    namespace = getattr(broker, "namespace", "dramatiq")
-    return int(client.zcount(f"{namespace}:__heartbeats__", now_ms - timeout_ms, "+inf"))
+    now = now or time.time()
+    timeout_s = max(getattr(broker, "heartbeat_timeout", 60_000) / 1000, 3 * BEAT_INTERVAL_S)
+    pipe = client.pipeline(transaction=False)
+    pipe.zremrangebyscore(WORKERS_KEY, 0, now - 10 * timeout_s)  # long gone: forget them
+    pipe.zcount(WORKERS_KEY, now - timeout_s, "+inf")
+    return int(pipe.execute()[1])
 
 
 def record_scheduler_tick(broker: dramatiq.Broker | None = None) -> None:

@@ -187,6 +187,8 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "periodiq.PeriodiqMiddleware",
         "failedjobs.middleware.FailedJobMiddleware",
+        # Workers' heartbeats for notifications_status ("Workers alive").
+        "notifications.heartbeat.WorkerHeartbeat",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
 }

@@ -43,16 +43,22 @@ def test_queues_count_waiting_delayed_and_dead_messages(redis_broker):
     assert queues["whatsapp"].dead == 1
 
 
-def test_workers_alive_are_those_with_a_recent_heartbeat(redis_broker):
+def test_workers_alive_are_running_workers_not_senders(redis_broker):
+    # A sender beats in Dramatiq's own heartbeats; due in an hour, the workers leave it alone.
+    redis_broker.enqueue(job_message("sms"), delay=3_600_000)
     assert pipeline.workers_alive(redis_broker) == 0
-    worker = dramatiq.Worker(redis_broker, worker_timeout=50, worker_threads=1)
-    worker.start()
+    workers = [dramatiq.Worker(redis_broker, worker_timeout=50, worker_threads=1) for _ in range(2)]
+    for worker in workers:
+        worker.start()
     try:
-        wait_until(lambda: pipeline.workers_alive(redis_broker) >= 1, message="a heartbeat")
+        wait_until(lambda: pipeline.workers_alive(redis_broker) == 2, message="two workers' heartbeats")
+        later = time.time() + redis_broker.heartbeat_timeout / 1000 + 20
+        assert pipeline.workers_alive(redis_broker, now=later) == 0  # silent that long: not counted
     finally:
-        worker.stop()
-    later = time.time() + redis_broker.heartbeat_timeout / 1000 + 1
-    assert pipeline.workers_alive(redis_broker, now=later) == 0
+        workers[0].stop()
+    assert pipeline.workers_alive(redis_broker) == 1  # a worker that stops leaves at once
+    workers[1].stop()
+    assert pipeline.workers_alive(redis_broker) == 0
 
 
 def test_the_scheduler_tick_is_recorded_by_the_periodic_dispatch(redis_broker):

@@ -54,7 +54,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Queues: not read ({status.redis_error})")
         else:
             self.write_queues(status)
-            self.stdout.write(f"Workers alive: {status.workers} (processes with a Dramatiq heartbeat)")
+            self.stdout.write(f"Workers alive: {status.workers} (workers with a heartbeat in Redis)")
             self.stdout.write(f"Scheduler's last tick: {ago(status.scheduler_last_tick)}")
         self.write_groups(status)
 
