@@ -133,3 +133,12 @@ def test_metrics_give_depth_delayed_and_oldest_age_per_queue(client, redis_broke
         if line.startswith('notifications_queue_oldest_message_age_seconds{queue="sms"}')
     ]
     assert 89 <= float(age.split()[-1]) < 150
+
+
+def test_a_real_worker_process_counts_as_alive_until_it_stops(worker_process, redis_broker):
+    process = worker_process()
+
+    wait_until(lambda: pipeline.workers_alive(redis_broker) == 1, timeout=30, message="a heartbeat")
+    process.stop()
+
+    assert pipeline.workers_alive(redis_broker) == 0
