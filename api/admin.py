@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .models import ApiToken, BulkRetry
+from .models import ApiToken
 
 
 @admin.register(ApiToken)
@@ -35,26 +35,3 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{revoked} API token(s) revoked: their keys are refused from now on.")
-
-
-@admin.register(BulkRetry)
-class BulkRetryAdmin(admin.ModelAdmin):
-    """Background "retry all matching" runs asked for through the API, with their progress."""
-
-    list_display = (
-        "id",
-        "status",
-        "requested_by",
-        "to_retry",
-        "retried",
-        "skipped",
-        "created_at",
-        "finished_at",
-    )
-    list_filter = ("status",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: BulkRetry | None = None) -> bool:
-        return False

@@ -11,8 +11,6 @@ DEFAULTS: dict[str, Any] = {
     # Rows in a page of a list, unless the caller asks for fewer (or more, up to API_MAX_PAGE_SIZE).
     "API_PAGE_SIZE": 100,
     "API_MAX_PAGE_SIZE": 500,
-    # "Retry all matching" with more failed jobs than this runs as a background job.
-    "API_RETRY_INLINE_LIMIT": 1000,
 }
 
 

@@ -82,13 +82,11 @@ class RetryMatching(FailedJobMatch):
             )
         return attrs
 
-    def filters(self) -> dict[str, Any]:
-        """The filters as JSON, for a background run to select the same jobs."""
-        return {
-            name: value
-            for name, value in self.initial_data.items()
-            if name in self.fields and name not in {"all", "dry_run"}
-        }
+    def description(self) -> str:
+        """The filters as given, for the admin's history: ``queue=sms, since=2026-12-03``."""
+        given = {name: value for name, value in self.initial_data.items() if name in self.fields}
+        given.pop("dry_run", None)
+        return ", ".join(f"{name}={value}" for name, value in sorted(given.items()))
 
 
 class DeliveryFilters(TimeRange):

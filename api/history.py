@@ -14,10 +14,20 @@ from .models import ApiToken
 
 
 def caller(request: Request) -> str:
-    """Who made the call, as the history and a bulk retry name them."""
+    """Who made the call, as the history names them."""
     if isinstance(request.auth, ApiToken):
         return f"API token “{request.auth.name}”"
     return f"{request.user.get_username()} (API)"
+
+
+def user_id(request: Request) -> int:
+    """The user the history records the call under: the token's maker, or the staff member."""
+    return request.auth.created_by_id if isinstance(request.auth, ApiToken) else request.user.pk
+
+
+def bulk_description(request: Request, filters: str) -> str:
+    """What a bulk operation's history entry says besides the count: ``all matching ...; through ...``."""
+    return f"all matching {filters or 'every failed job'}; through the API, by {caller(request)}"
 
 
 def record(
@@ -30,9 +40,8 @@ def record(
     description: str = "",
 ) -> LogEntry:
     """Add one history entry: about ``obj``, or about several objects of ``model`` (``description``)."""
-    user_id = request.auth.created_by_id if isinstance(request.auth, ApiToken) else request.user.pk
     entry: Any = LogEntry.objects.create(
-        user_id=user_id,
+        user_id=user_id(request),
         content_type=ContentType.objects.get_for_model(model),
         object_id=None if obj is None else str(obj.pk),
         object_repr=(str(obj) if obj is not None else description)[:200],

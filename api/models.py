@@ -84,33 +84,3 @@ class ApiToken(models.Model):
 
     def revoke(self) -> None:
         ApiToken.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-
-
-class BulkRetry(models.Model):
-    """A "retry all matching" run in the background, with its progress, for the caller to poll."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-
-    filters = models.JSONField(default=dict, help_text="The failed-job filters, as the caller gave them.")
-    requested_by = models.CharField(max_length=200)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    to_retry = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Failed jobs matching when the run started."
-    )
-    retried = models.PositiveIntegerField(default=0)
-    skipped = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        verbose_name = "bulk retry"
-        verbose_name_plural = "bulk retries"
-
-    def __str__(self) -> str:
-        return f"Bulk retry #{self.pk} ({self.status})"

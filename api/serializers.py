@@ -7,10 +7,8 @@ from typing import Any
 from rest_framework import serializers
 
 from failedjobs.masking import mask_recipient, mask_text, redact_links
-from failedjobs.models import FailedJob
+from failedjobs.models import BulkOperation, FailedJob
 from notifications.models import Delivery
-
-from .models import BulkRetry
 
 
 def masked(value: Any) -> Any:
@@ -91,20 +89,21 @@ class RetryResultSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField(default=False)
 
 
-class BulkRetrySerializer(serializers.ModelSerializer):
-    url = serializers.HyperlinkedIdentityField(view_name="api:bulk-retry-detail")
+class BulkOperationSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:bulk-operation-detail")
+    percent = serializers.IntegerField(read_only=True)
 
     class Meta:
-        model = BulkRetry
+        model = BulkOperation
         fields = (
             "id",
             "url",
+            "action",
             "status",
-            "filters",
-            "requested_by",
-            "to_retry",
-            "retried",
-            "skipped",
+            "description",
+            "total",
+            "done",
+            "percent",
             "error",
             "created_at",
             "started_at",

@@ -15,18 +15,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from failedjobs import dispatch, services
+from failedjobs import bulk, services
 from failedjobs.admin import LARGE_FIELDS
 from failedjobs.conf import setting as failedjobs_setting
-from failedjobs.models import FailedJob
+from failedjobs.models import BulkOperation, FailedJob
 from notifications.models import Delivery
 from notifications.services import NotificationsService
 
-from . import filters, history, serializers, tasks
+from . import filters, history, serializers
 from .authentication import StaffSessionAuthentication, TokenAuthentication
-from .conf import setting
 from .errors import Conflict, exception_handler
-from .models import BulkRetry
 from .pagination import FailedAtPagination, KeysetPagination
 from .permissions import ModelAccess, may_see_unmasked
 from .throttling import ClientRateThrottle
@@ -170,11 +168,16 @@ class FailedJobRetryMatching(FailedJobView):
         operation_id="failed_jobs_retry_matching",
         summary="Retry every failed job matching the filters",
         description=(
-            "Up to API_RETRY_INLINE_LIMIT failed jobs are retried at once (200). More are retried by a "
-            "background job (202, with its URL in Location and in the body's url, to poll)."
+            "Up to FAILED_JOBS_BULK_IN_REQUEST_MAX failed jobs are retried at once (200). More become a "
+            "bulk operation that a worker runs, as in the admin (202, with its URL in Location and in "
+            "the body's url, to poll)."
         ),
         request=filters.RetryMatching,
-        responses={200: serializers.RetryResultSerializer, 202: serializers.BulkRetrySerializer, **ERRORS},
+        responses={
+            200: serializers.RetryResultSerializer,
+            202: serializers.BulkOperationSerializer,
+            **ERRORS,
+        },
     )
     def post(self, request: Request) -> Response:
         match = self.match(filters.RetryMatching, request.data)
@@ -182,42 +185,29 @@ class FailedJobRetryMatching(FailedJobView):
         if match.validated_data["dry_run"]:
             result = services.retry_jobs(jobs, dry_run=True)
             return Response({"retried": result.retried, "skipped": result.skipped, "dry_run": True})
-        limit = setting("API_RETRY_INLINE_LIMIT")
+        description = history.bulk_description(request, match.description())
+        limit = failedjobs_setting("FAILED_JOBS_BULK_IN_REQUEST_MAX")
         if jobs.filter(status=FailedJob.Status.FAILED)[: limit + 1].count() > limit:
-            return self.retry_in_background(match)
+            operation = bulk.start(
+                jobs, BulkOperation.Action.RETRY, user_id=history.user_id(request), description=description
+            )
+            data = serializers.BulkOperationSerializer(operation, context=self.get_serializer_context()).data
+            return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
         result = services.retry_jobs(jobs)
-        history.record(
-            request,
-            f"Retried all matching {match.filters()} ({result}).",
-            model=FailedJob,
-            description="failed jobs",
+        bulk.record_in_history(
+            history.user_id(request), BulkOperation.Action.RETRY, result.retried, description
         )
         return Response({"retried": result.retried, "skipped": result.skipped, "dry_run": False})
 
-    def retry_in_background(self, match: filters.RetryMatching) -> Response:
-        with transaction.atomic():
-            bulk_retry = BulkRetry.objects.create(
-                filters=match.filters(), requested_by=history.caller(self.request)
-            )
-            history.record(
-                self.request,
-                f"Started {bulk_retry} of all matching {bulk_retry.filters}.",
-                model=FailedJob,
-                description="failed jobs",
-            )
-            transaction.on_commit(lambda: dispatch.send(tasks.retry_matching.message(bulk_retry.pk)))
-        data = serializers.BulkRetrySerializer(bulk_retry, context=self.get_serializer_context()).data
-        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
 
-
-class BulkRetryDetail(ApiView):
+class BulkOperationDetail(ApiView):
     model = FailedJob
-    serializer_class = serializers.BulkRetrySerializer
-    queryset = BulkRetry.objects.all()
+    serializer_class = serializers.BulkOperationSerializer
+    queryset = BulkOperation.objects.all()
 
     @extend_schema(
-        operation_id="bulk_retries_retrieve",
-        summary="The progress of a background retry",
+        operation_id="bulk_operations_retrieve",
+        summary="The progress of a bulk operation (a retry of many failed jobs, on a worker)",
         responses={200: serializer_class, **ERRORS},
     )
     def get(self, request: Request, pk: int) -> Response:

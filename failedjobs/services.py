@@ -9,7 +9,7 @@ import hashlib
 import logging
 import re
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -239,12 +239,12 @@ def retry_jobs(
     limit: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
-    on_batch: Callable[[RetryResult], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> RetryResult:
     """Send each failed job's message again, with fresh retries, and mark the row retried.
 
-    Rows that are not in the failed state (already retried or resolved) are skipped. ``on_batch`` is
-    called with the result so far after each batch (a background run saves its progress there).
+    Rows that are not in the failed state (already retried or resolved) are skipped. ``progress`` is
+    called with how many were retried so far after each batch.
     """
     result = RetryResult(skipped=jobs.exclude(status=FailedJob.Status.FAILED).count())
     pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk")
@@ -263,8 +263,8 @@ def retry_jobs(
             break
         result.retried += retried
         last_pk = highest_pk
-        if on_batch is not None:
-            on_batch(result)
+        if progress is not None:
+            progress(result.retried)
     return result
 
 
@@ -313,14 +313,57 @@ def fresh_copy(message: Message, message_id: str) -> Message:
     )
 
 
-def resolve_jobs(jobs: QuerySet[FailedJob]) -> int:
-    """Mark failed jobs handled without a retry (for instance, delivered after all). Returns how many."""
-    return jobs.filter(status=FailedJob.Status.FAILED).update(status=FailedJob.Status.RESOLVED)
+def resolve_jobs(
+    jobs: QuerySet[FailedJob],
+    *,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Mark failed jobs handled without a retry (for instance, delivered after all). Returns how many.
+
+    With a ``batch_size``, each batch commits on its own and ``progress`` hears how many so far.
+    """
+    pending = jobs.filter(status=FailedJob.Status.FAILED)
+    if batch_size is None:
+        return pending.update(status=FailedJob.Status.RESOLVED)
+    resolved = 0
+    for pks in pk_batches(pending, batch_size):
+        resolved += FailedJob.objects.filter(pk__in=pks, status=FailedJob.Status.FAILED).update(
+            status=FailedJob.Status.RESOLVED
+        )
+        if progress is not None:
+            progress(resolved)
+    return resolved
 
 
-def delete_jobs(jobs: QuerySet[FailedJob]) -> int:
-    deleted, _ = jobs.delete()
-    return deleted
+def delete_jobs(
+    jobs: QuerySet[FailedJob],
+    *,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete failed jobs; with a ``batch_size``, as resolve_jobs, one committed batch at a time."""
+    if batch_size is None:
+        deleted, _ = jobs.delete()
+        return deleted
+    total = 0
+    for pks in pk_batches(jobs, batch_size):
+        deleted, _ = FailedJob.objects.filter(pk__in=pks).delete()
+        total += deleted
+        if progress is not None:
+            progress(total)
+    return total
+
+
+def pk_batches(jobs: QuerySet[FailedJob], batch_size: int) -> Iterator[list[int]]:
+    """The pks of ``jobs`` in ascending batches, each read after the previous one was acted on."""
+    last_pk = 0
+    while True:
+        pks = list(jobs.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not pks:
+            return
+        yield pks
+        last_pk = pks[-1]
 
 
 def purge_old_jobs(

@@ -14,8 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from openapi_spec_validator import validate
 
-from api.models import ApiToken, BulkRetry, hash_key
-from failedjobs import services
+from api.models import ApiToken, hash_key
 from failedjobs.admin import EstimatedCountPaginator
 from failedjobs.models import FailedJob
 from notifications.models import Delivery
@@ -349,7 +348,8 @@ def test_retry_matching_retries_the_failed_jobs_the_filters_select(actor, stub_b
     } == {job.pk for job in sms}
     assert FailedJob.objects.get(queue_name="email").status == FailedJob.Status.FAILED
     [(_, object_id, change, _)] = history()[-1:]
-    assert object_id is None and "retried 3, skipped 1" in change and "'queue': 'sms'" in change
+    assert object_id is None
+    assert change == "Retried 3 failed jobs (all matching queue=sms; through the API, by API token “act-bot”)"
 
 
 def test_retry_matching_needs_a_filter_or_all(actor):
@@ -358,8 +358,8 @@ def test_retry_matching_needs_a_filter_or_all(actor):
     assert "all" in response.json()["errors"]
 
 
-def test_a_large_retry_runs_on_a_worker_and_reports_progress(settings, actor, worker):
-    settings.API_RETRY_INLINE_LIMIT = 2
+def test_a_large_retry_is_a_bulk_operation_on_a_worker_with_its_progress(settings, actor, worker):
+    settings.FAILED_JOBS_BULK_IN_REQUEST_MAX = 2
     # Their deliveries do not exist: the retried messages run and do nothing.
     jobs = [failed_job(message=job_message(delivery_id=10_000 + i)) for i in range(5)]
     failed_job("email", EMAIL)
@@ -367,30 +367,21 @@ def test_a_large_retry_runs_on_a_worker_and_reports_progress(settings, actor, wo
     assert response.status_code == 202
     url = response.headers["Location"]
     assert response.json()["status"] == "pending"
+    assert response.json()["total"] == 5
 
     def finished():
         body = actor.get(url).json()
         return body if body["status"] in ("done", "failed") else None
 
-    body = wait_until(finished, message="the bulk retry to finish")
+    body = wait_until(finished, message="the bulk operation to finish")
     assert body["status"] == "done", body
-    assert (body["to_retry"], body["retried"], body["skipped"]) == (5, 5, 0)
-    assert body["filters"] == {"queue": "sms"} and body["requested_by"] == "API token “act-bot”"
+    assert (body["action"], body["done"], body["percent"]) == ("retry", 5, 100)
     assert {job.pk for job in FailedJob.objects.filter(status=FailedJob.Status.RETRIED)} == {
         job.pk for job in jobs
     }
-    assert BulkRetry.objects.get().finished_at is not None
-
-
-def test_retry_jobs_reports_progress_after_each_batch(stub_broker):
-    for _ in range(5):
-        failed_job()
-    progress = []
-    result = services.retry_jobs(
-        FailedJob.objects.all(), batch_size=2, on_batch=lambda done: progress.append(done.retried)
-    )
-    assert progress == [2, 4, 5]
-    assert result.retried == 5
+    [(_, object_id, change, user)] = history()
+    assert (object_id, user) == (None, "owner")
+    assert change == "Retried 5 failed jobs (all matching queue=sms; through the API, by API token “act-bot”)"
 
 
 # Deliveries
