@@ -31,20 +31,14 @@ def bulk_description(request: Request, filters: str) -> str:
 
 
 def record(
-    request: Request,
-    message: str,
-    *,
-    model: type[Model],
-    obj: Model | None = None,
-    action_flag: int = CHANGE,
-    description: str = "",
+    request: Request, message: str, *, model: type[Model], obj: Model, action_flag: int = CHANGE
 ) -> LogEntry:
-    """Add one history entry: about ``obj``, or about several objects of ``model`` (``description``)."""
+    """Add one history entry about ``obj``, as the admin writes one for a change or a deletion."""
     entry: Any = LogEntry.objects.create(
         user_id=user_id(request),
         content_type=ContentType.objects.get_for_model(model),
-        object_id=None if obj is None else str(obj.pk),
-        object_repr=(str(obj) if obj is not None else description)[:200],
+        object_id=str(obj.pk),
+        object_repr=str(obj)[:200],
         action_flag=action_flag,
         change_message=f"{message} Through the API, by {caller(request)}.",
     )
