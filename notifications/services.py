@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from failedjobs import dispatch
 
-from . import outbox
+from . import outbox, suppression
 from .channels import get_channel
 from .channels.twilio import MAX_BODY_CHARS
 from .conf import setting
@@ -286,6 +286,9 @@ class NotificationsService:
         check_text(context, "the notification context")
         check_payload_size(context)
         channel.check_message(payload)  # type: ignore[arg-type]
+        withheld = suppression.withheld_because(channel_name, payload["recipient"], template)
+        if withheld:
+            payload.update(status=Delivery.Status.SUPPRESSED, last_error=withheld)
         if skipped_because:
             payload.update(status=Delivery.Status.SKIPPED, last_error=skipped_because)
         if dedup_key:
