@@ -98,7 +98,7 @@ def test_unsigned_and_forged_callbacks_get_403_and_change_nothing(service, twili
 
 
 def test_a_signature_for_one_delivery_does_not_work_for_another(service, twilio, synchronous):
-    first, first_message = sent_sms(service, twilio)
+    _, first_message = sent_sms(service, twilio)
     second, _ = sent_sms(service, twilio, count=2)
 
     other_url = first_message["status_callback"].rsplit("/", 1)[0] + f"/{second.pk}"
