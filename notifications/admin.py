@@ -103,7 +103,7 @@ class SuppressionForm(forms.ModelForm):
         fields = ("channel", "recipient", "reason", "detail")
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         channel, recipient = cleaned.get("channel"), cleaned.get("recipient")
         if channel and recipient:
             try:

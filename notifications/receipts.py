@@ -76,8 +76,8 @@ def record_undelivered(
     """A retry when one may help and is left; otherwise undelivered and a failed job."""
     error = Undelivered(description, provider=provider, code=code or None)
     with transaction.atomic():
-        delivery = about_message(delivery_id, provider_message_id).filter(status__in=IN_FLIGHT)
-        delivery = delivery.select_for_update().first()
+        in_flight = about_message(delivery_id, provider_message_id).filter(status__in=IN_FLIGHT)
+        delivery = in_flight.select_for_update().first()
         if delivery is None:
             return Outcome.IGNORED
         now = timezone.now()
