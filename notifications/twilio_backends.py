@@ -67,7 +67,7 @@ class ConsoleBackend(BaseTwilioBackend):
 
     def send(self, message: dict[str, Any]) -> str:
         sid = local_sid()
-        lines = [f"{name}: {value}" for name, value in message.items() if name != "body"]
+        lines = [f"{name}: {value}" for name, value in message.items() if name != "body" and value]
         if "body" in message:
             lines += ["", message["body"]]
         with _lock:

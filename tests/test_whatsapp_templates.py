@@ -1,9 +1,12 @@
 """Business-initiated WhatsApp messages are Twilio Content templates; free-form Body is for replies."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
+from failedjobs.models import FailedJob
+from notifications import outbox
 from notifications.exceptions import UnknownTemplate
 from notifications.models import Delivery
 from notifications.services import NotificationsService
@@ -87,3 +90,23 @@ def test_a_messaging_service_sends_instead_of_the_from_number(service, settings,
     [message] = fake_twilio.messages
     assert delivery.status == Delivery.Status.SENT
     assert (message["messaging_service_sid"], message["from"]) == ("MG" + "1" * 32, "")
+
+
+def test_a_mapping_removed_before_a_scheduled_send_fails_at_once(service, settings, fake_twilio):
+    settings.QUEUE_ENABLED = False
+    reminder = service.send_appointment_reminder(
+        NUMBER, appointment=VISIT, lead="day_before", channel="whatsapp", delay=timedelta(hours=1)
+    )
+    settings.NOTIFICATIONS_WHATSAPP_TEMPLATES = {}
+    Delivery.objects.filter(pk=reminder.pk).update(send_at=timezone.now())
+
+    outbox.dispatch_due()
+
+    reminder.refresh_from_db()
+    assert (
+        reminder.status == Delivery.Status.FAILED
+        and "NOTIFICATIONS_WHATSAPP_TEMPLATES" in reminder.last_error
+    )
+    job = FailedJob.objects.get()
+    assert job.exception_class == "notifications.exceptions.PermanentDeliveryError"
+    assert fake_twilio.requests_seen == 0

@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from ..conf import setting
-from ..exceptions import UnknownTemplate
+from ..exceptions import PermanentDeliveryError, UnknownTemplate
 from ..payload import Payload
 from .twilio import TwilioChannel
 
@@ -42,11 +42,12 @@ class WhatsAppChannel(TwilioChannel):
         template, language = payload["template"], payload["language"]
         if template in FREE_FORM_TEMPLATES:
             return {}
-        variables = content_variables(template_entry(template), payload["context"])
-        return {
-            "content_sid": content_sid(template, language),
-            "content_variables": json.dumps(variables, ensure_ascii=False),
-        }
+        try:
+            variables = content_variables(template_entry(template), payload["context"])
+            sid = content_sid(template, language)
+        except UnknownTemplate as error:  # the mapping went away after the call: no retry brings it back
+            raise PermanentDeliveryError(str(error)) from error
+        return {"content_sid": sid, "content_variables": json.dumps(variables, ensure_ascii=False)}
 
 
 def template_entry(template: str) -> dict[str, Any]:
