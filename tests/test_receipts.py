@@ -192,3 +192,12 @@ def test_an_unsubscribed_recipient_reported_by_callback_is_suppressed(service, t
     assert Delivery.objects.get(pk=delivery.pk).status == Status.UNDELIVERED
     assert Suppression.objects.get().reason == Suppression.Reason.STOP
     assert service.send_sms(NUMBER, text="again").status == Status.SUPPRESSED
+
+
+def test_the_system_check_warns_when_twilio_cannot_send_receipts(settings):
+    from notifications.checks import check_receipts
+
+    settings.NOTIFICATIONS_PUBLIC_URL = ""
+    assert [message.id for message in check_receipts()] == ["notifications.W003"]
+    settings.NOTIFICATIONS_PUBLIC_URL = "https://notifications.example.com"
+    assert check_receipts() == []
