@@ -25,13 +25,13 @@ def check_channel_settings(app_configs: Any, **kwargs: Any) -> list[checks.Check
                     id=channel.check_id,
                 )
             )
-    messages += check_receipts()
     if getattr(settings, "QUEUE_ENABLED", False) and not getattr(settings, "REDIS_URL", "x"):
         messages.append(checks.Error("QUEUE_ENABLED is on but REDIS_URL is empty.", id="notifications.E001"))
     return messages
 
 
-def check_receipts() -> list[checks.CheckMessage]:
+@checks.register(checks.Tags.compatibility)
+def check_receipts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Twilio sends delivery receipts only to a public URL: without one, nothing is known past `sent`."""
     twilio_channels = [channel for channel in all_channels() if isinstance(channel, TwilioChannel)]
     if not twilio_channels or setting("NOTIFICATIONS_PUBLIC_URL") or not twilio_backend().needs_credentials:
