@@ -632,3 +632,147 @@ def execution_ms(plan):
     """The "Execution Time: ... ms" of an EXPLAIN ANALYZE."""
     line = next(row for row in plan if row.startswith("Execution Time:"))
     return round(float(line.split()[2]), 3)
+
+
+#: W14: the web server that takes Twilio's callbacks, one process with as many threads as a worker.
+GUNICORN = [
+    str(ROOT / ".venv" / "bin" / "gunicorn"),
+    "project.wsgi",
+    "--worker-class",
+    "gthread",
+    "--workers",
+    "1",
+    "--threads",
+    "8",
+    "--keep-alive",
+    "30",
+]
+#: W14: Twilio's callbacks come from many connections at once; these many client threads post them.
+CALLBACK_CLIENTS = 8
+BENCH_AUTH_TOKEN = "bench-auth-token"
+
+
+def w14(n):
+    """n SMS sent by one worker process (the rate to keep up with), then Twilio's two status callbacks
+    for each ("sent", then "delivered"), signed as Twilio signs them, posted to the callback view
+    served by one gunicorn process; both rates measured in the same run."""
+    from failedjobs.models import FailedJob
+    from notifications.models import Delivery
+    from notifications.services import NotificationsService
+    from tests.fakes.twilio_server import FakeTwilio
+
+    empty_tables(Delivery, FailedJob)
+    flush_redis()
+    port = free_port()
+    public_url = f"http://127.0.0.1:{port}"
+    service = NotificationsService()
+    for i in range(n):
+        service.send_sms("+33612345678", text=f"Receipt bench {i}")
+    twilio = FakeTwilio().start()
+    twilio.auth_token = BENCH_AUTH_TOKEN
+    try:
+        env = bench_env(TWILIO_API_BASE_URL=twilio.url, NOTIFICATIONS_PUBLIC_URL=public_url)
+        sent = Delivery.objects.filter(status=Delivery.Status.SENT).count
+        with Worker(RUNDRAMATIQ, env, "w14-worker.log") as worker:
+            boot_s, drain_s, worker_cpu_ms = timed_drain(worker, sent, n)
+        sms_per_s = n / (drain_s - boot_s)
+        callbacks = signed_callbacks(twilio, ["sent", "delivered"])
+    finally:
+        twilio.stop()
+    server_env = bench_env(NOTIFICATIONS_PUBLIC_URL=public_url, ALLOWED_HOSTS="127.0.0.1")
+    with Worker([*GUNICORN, "--bind", f"127.0.0.1:{port}"], server_env, "w14-gunicorn.log") as server:
+        wait_until_serving(public_url, server)
+        cpu_before = server.cpu_seconds()
+        callbacks_s, answers = post_callbacks(callbacks)
+        server_cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / len(callbacks)
+    delivered = Delivery.objects.filter(status=Delivery.Status.DELIVERED).count()
+    callbacks_per_s = len(callbacks) / callbacks_s
+    return [
+        {
+            "workload": "W14",
+            "n": n,
+            "sms_per_s": round(sms_per_s),
+            "callbacks_per_s": round(callbacks_per_s),
+            "callbacks_per_sms_rate": round(callbacks_per_s / sms_per_s, 2),
+            "delivered": delivered,
+            "info": {
+                "callbacks": len(callbacks),
+                "answers": dict(sorted(answers.items())),
+                "worker_cpu_ms_per_sms": worker_cpu_ms,
+                "server_cpu_ms_per_callback": round(server_cpu_ms, 2),
+            },
+        }
+    ]
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def signed_callbacks(twilio, statuses):
+    """(url, form, signature) of each status of each message, in Twilio's order, signed beforehand:
+    Twilio's side of the work is not what is measured."""
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator(twilio.auth_token)
+    callbacks = []
+    for status in statuses:
+        for message in twilio.messages:
+            url = message["status_callback"]
+            form = twilio.status_parameters(message, status)
+            callbacks.append((url, form, validator.compute_signature(url, form)))
+    return callbacks
+
+
+def wait_until_serving(url, server, timeout=60.0):
+    import requests
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        server.check_alive()
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(POLL_INTERVAL_S)
+    raise TimeoutError(f"the web server did not answer in {timeout:.0f} s; see {server.log_path}")
+
+
+POLL_INTERVAL_S = 0.1
+
+
+def post_callbacks(callbacks):
+    """Post every callback from CALLBACK_CLIENTS threads, each on its own kept-alive connection;
+    return the seconds it took and how many of each HTTP status came back."""
+    import threading
+    from collections import Counter
+
+    import requests
+
+    answers, lock = Counter(), threading.Lock()
+    # Each client takes every CALLBACK_CLIENTS-th callback, so "sent" comes before "delivered" in
+    # each client's turn, as Twilio sends them (the view copes with either order anyway).
+    shares = [callbacks[i::CALLBACK_CLIENTS] for i in range(CALLBACK_CLIENTS)]
+
+    def post_share(share):
+        counts = Counter()
+        with requests.Session() as session:
+            for url, form, signature in share:
+                counts[
+                    session.post(url, data=form, headers={"X-Twilio-Signature": signature}).status_code
+                ] += 1
+        with lock:
+            answers.update(counts)
+
+    threads = [threading.Thread(target=post_share, args=(share,)) for share in shares]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, {str(code): count for code, count in answers.items()}

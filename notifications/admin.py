@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
@@ -9,7 +10,9 @@ from failedjobs.admin import EstimatedCountPaginator, ListFilterLookupsOnly
 from failedjobs.masking import mask_recipient, mask_text
 from failedjobs.models import FailedJob
 
-from .models import Delivery, InAppNotification
+from .channels import get_channel
+from .exceptions import InvalidNotification
+from .models import Delivery, InAppNotification, Suppression
 from .status import pipeline_status
 from .tasks import ACTOR_NAMES
 
@@ -97,6 +100,7 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
         "created_at",
         "updated_at",
         "sent_at",
+        "receipt_at",
     )
     readonly_fields = fields
 
@@ -165,9 +169,52 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
             ),
         )
 
-    @admin.display(description="last error")
+    @admin.display(description="last error, or why it was not sent")
     def error(self, delivery):
         return format_html("<pre>{}</pre>", mask_text(delivery.last_error))
+
+
+class SuppressionForm(forms.ModelForm):
+    class Meta:
+        model = Suppression
+        fields = ("channel", "recipient", "reason", "detail")
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        channel, recipient = cleaned.get("channel"), cleaned.get("recipient")
+        if channel and recipient:
+            try:
+                cleaned["recipient"] = get_channel(channel).clean_recipient(recipient)
+            except InvalidNotification as error:
+                raise forms.ValidationError({"recipient": str(error)}) from None
+        return cleaned
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """Who is not sent to, on which channel, and why. Add one by hand (reason "manual"); delete one
+    to lift it (an inbound START lifts a STOP by itself)."""
+
+    list_display = ("masked_recipient", "channel", "reason", "created_at")
+    list_filter = ("channel", "reason", "created_at")
+    # Exact: the recipient as stored (E.164 number, or the address in lower case).
+    search_fields = ("recipient__exact",)
+    search_help_text = "A phone number in E.164 form (+33612345678) or an email address in lower case."
+    form = SuppressionForm
+    fields = ("channel", "recipient", "reason", "detail", "created_at")
+    readonly_fields = ("created_at",)
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        # An entry is lifted by deleting it, not edited into another recipient.
+        return ("channel", "recipient", "reason", "created_at") if obj is not None else ("created_at",)
+
+    def get_changeform_initial_data(self, request):
+        return {"reason": Suppression.Reason.MANUAL, **super().get_changeform_initial_data(request)}
+
+    @admin.display(description="recipient")
+    def masked_recipient(self, suppression):
+        return mask_recipient(suppression.recipient)
 
 
 class ReadFilter(admin.SimpleListFilter):

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core import checks
 
 from .channels import all_channels
+from .channels.twilio import TwilioChannel, twilio_backend
+from .conf import setting
 from .exceptions import ChannelNotConfigured
 
 
@@ -26,3 +28,22 @@ def check_channel_settings(app_configs: Any, **kwargs: Any) -> list[checks.Check
     if getattr(settings, "QUEUE_ENABLED", False) and not getattr(settings, "REDIS_URL", "x"):
         messages.append(checks.Error("QUEUE_ENABLED is on but REDIS_URL is empty.", id="notifications.E001"))
     return messages
+
+
+@checks.register(checks.Tags.compatibility)
+def check_receipts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Twilio sends delivery receipts only to a public URL: without one, nothing is known past `sent`."""
+    twilio_channels = [channel for channel in all_channels() if isinstance(channel, TwilioChannel)]
+    if not twilio_channels or setting("NOTIFICATIONS_PUBLIC_URL") or not twilio_backend().needs_credentials:
+        return []
+    if not setting("TWILIO_ACCOUNT_SID"):
+        return []  # the channels' own warnings say what to set first
+    return [
+        checks.Warning(
+            "NOTIFICATIONS_PUBLIC_URL is not set: Twilio cannot report whether SMS and WhatsApp "
+            "messages were delivered, and undelivered ones are never retried.",
+            hint="Set NOTIFICATIONS_PUBLIC_URL to the origin Twilio reaches this site at, "
+            "e.g. https://notifications.example.com.",
+            id="notifications.W003",
+        )
+    ]

@@ -27,6 +27,16 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_DELIVERY_RETENTION_DAYS": 180,
     # In-app notifications read this many days ago are purged; unread ones never.
     "NOTIFICATIONS_READ_INAPP_RETENTION_DAYS": 90,
+    # The public origin of this site (https://example.com), as Twilio reaches it: SMS and WhatsApp
+    # sends ask Twilio to report delivery there, and Twilio's signatures are checked against it.
+    "NOTIFICATIONS_PUBLIC_URL": "",
+    "NOTIFICATIONS_TWILIO_BACKEND": "notifications.twilio_backends.TwilioBackend",
+    # Template -> {"content_sids": {language: "HX..."}, "variables": [context keys]} (channels/whatsapp.py).
+    "NOTIFICATIONS_WHATSAPP_TEMPLATES": {},
+    # Templates sent despite a complaint or an ESP unsubscribe (never despite STOP, a hard bounce or
+    # an operator's suppression): the person asked for them a moment ago.
+    "NOTIFICATIONS_SUPPRESSION_BYPASS_TEMPLATES": ["verification"],
+    "TWILIO_MESSAGING_SERVICE_SID": "",
     "TWILIO_ACCOUNT_SID": "",
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_SMS_FROM": "",

@@ -86,3 +86,8 @@ class DeliveryOutcomeUnknown(PermanentDeliveryError):
     It is not retried automatically, so that nobody receives the message twice. An operator who
     decides to send it anyway retries it from FailedJob.
     """
+
+
+class Undelivered(PermanentDeliveryError):
+    """The provider accepted the message, then reported that it could not deliver it (a status
+    callback, a bounce). Filed as a failed job when no retry is left, or none can help."""

@@ -28,7 +28,7 @@ class WorkerHeartbeat(Middleware):
 
     def __init__(self, interval_s: float = BEAT_INTERVAL_S) -> None:
         self.interval_s = interval_s
-        self.beating: dict[int, tuple[str, threading.Event]] = {}
+        self.beating: dict[int, tuple[str, threading.Event, threading.Thread]] = {}
         self.numbers = itertools.count(1)
 
     def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
@@ -37,8 +37,9 @@ class WorkerHeartbeat(Middleware):
             return
         name = f"{socket.gethostname()}:{os.getpid()}:{next(self.numbers)}"
         stop = threading.Event()
-        self.beating[id(worker)] = (name, stop)
-        threading.Thread(target=self.beat, args=(client, name, stop), daemon=True, name="heartbeat").start()
+        thread = threading.Thread(target=self.beat, args=(client, name, stop), daemon=True, name="heartbeat")
+        self.beating[id(worker)] = (name, stop, thread)
+        thread.start()
 
     def beat(self, client: redis.Redis, name: str, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -49,10 +50,12 @@ class WorkerHeartbeat(Middleware):
             stop.wait(self.interval_s)
 
     def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
-        name, stop = self.beating.pop(id(worker), ("", None))
-        if stop is None:
+        beating = self.beating.pop(id(worker), None)
+        if beating is None:
             return
+        name, stop, thread = beating
         stop.set()
+        thread.join(timeout=5)  # a beat written after the removal would count the worker again
         # If Redis does not answer, the beat gets old and the worker is no longer counted.
         with contextlib.suppress(redis.RedisError):
             broker.client.zrem(WORKERS_KEY, name)  # type: ignore[attr-defined]

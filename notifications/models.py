@@ -28,14 +28,17 @@ class DeliveryQuerySet(models.QuerySet):
         its delivery commits, so a worker can run it while the row still says failed.
         """
         Status = Delivery.Status
-        claimed = self.filter(pk=pk, status__in=[Status.QUEUED, Status.FAILED]).update(
+        retryable = [Status.QUEUED, Status.FAILED, Status.UNDELIVERED]
+        claimed = self.filter(pk=pk, status__in=retryable).update(
             status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
         )
         return claimed == 1
 
     def mark_sent(self, pk: int, provider_message_id: str = "") -> None:
         now = timezone.now()
-        self.filter(pk=pk).update(
+        # A receipt may come in before the provider's answer is recorded: it is not undone.
+        receipted = [*Delivery.RECEIPT_STATUSES, Delivery.Status.SCHEDULED]
+        self.filter(pk=pk).exclude(status__in=receipted).update(
             status=Delivery.Status.SENT,
             provider_message_id=provider_message_id or "",
             sent_at=now,
@@ -59,7 +62,8 @@ class DeliveryQuerySet(models.QuerySet):
     def mark_failed(self, pk: int, error: str = "") -> None:
         """Retries are exhausted, or the error was permanent: the delivery is failed for good."""
         changes = {"last_error": error[:MAX_ERROR_CHARS]} if error else {}
-        self.filter(pk=pk).exclude(status=Delivery.Status.SENT).update(
+        settled = [Delivery.Status.SENT, *Delivery.RECEIPT_STATUSES]
+        self.filter(pk=pk).exclude(status__in=settled).update(
             status=Delivery.Status.FAILED, updated_at=timezone.now(), **changes
         )
 
@@ -141,8 +145,9 @@ class DeliveryQuerySet(models.QuerySet):
         )
 
     def requeue(self, pks: Iterable[int]) -> int:
-        """Failed deliveries whose message an operator sends again are waiting once more."""
-        return self.filter(pk__in=list(pks), status=Delivery.Status.FAILED).update(
+        """Failed (or undelivered) deliveries whose message an operator sends again are waiting once more."""
+        failed = [Delivery.Status.FAILED, Delivery.Status.UNDELIVERED]
+        return self.filter(pk__in=list(pks), status__in=failed).update(
             status=Delivery.Status.QUEUED, updated_at=timezone.now()
         )
 
@@ -198,6 +203,12 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
         SKIPPED = "skipped", "Skipped"
+        DELIVERED = "delivered", "Delivered"
+        UNDELIVERED = "undelivered", "Undelivered"
+        SUPPRESSED = "suppressed", "Suppressed"
+
+    #: Statuses set from the provider's receipts, which the answer to the send call never overwrites.
+    RECEIPT_STATUSES = (Status.DELIVERED, Status.UNDELIVERED)
 
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     dedup_key = models.CharField(max_length=255, blank=True, default="")
@@ -220,6 +231,9 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    receipt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the provider last reported delivered or undelivered."
+    )
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -291,3 +305,44 @@ class InAppNotification(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class SuppressionQuerySet(models.QuerySet):
+    def of(self, channel: str, recipient: str) -> "SuppressionQuerySet":
+        return self.filter(channel=channel, recipient=suppression_address(channel, recipient))
+
+
+def suppression_address(channel: str, recipient: str) -> str:
+    """Email addresses are compared without case; numbers are already in E.164 form."""
+    return recipient.strip().lower() if channel == "email" else recipient.strip()
+
+
+class Suppression(models.Model):
+    """A recipient not to send to on a channel any more, and why."""
+
+    class Reason(models.TextChoices):
+        STOP = "stop", "Replied STOP"
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        COMPLAINT = "complaint", "Spam complaint"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed at the email provider"
+        MANUAL = "manual", "Added by an operator"
+
+    channel = models.CharField(max_length=16, choices=channel_choices)
+    recipient = models.CharField(max_length=320)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    detail = models.TextField(blank=True, default="", help_text="The provider's words, or a note.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SuppressionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "recipient"], name="suppression_channel_recipient"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recipient} on {self.channel}: {self.get_reason_display()}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.recipient = suppression_address(self.channel, self.recipient)
+        super().save(*args, **kwargs)

@@ -9,6 +9,15 @@ import socket
 from collections.abc import Mapping
 
 import requests
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailError,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+    AnymailSerializationError,
+    AnymailUnsupportedFeature,
+)
+from django.core.exceptions import ImproperlyConfigured
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from .conf import setting
@@ -27,6 +36,18 @@ TWILIO_PERMANENT_CODES = {
     63016,  # WhatsApp: outside the 24-hour customer service window
 }
 TWILIO_RATE_LIMIT_CODES = {20429}
+#: Codes of an ``undelivered`` or ``failed`` status callback that a later attempt may get past; every
+#: other code in a receipt is permanent (30005 unknown number, 30006 landline, 30007 carrier filter...).
+TWILIO_RETRYABLE_RECEIPT_CODES = {
+    30001,  # queue overflow
+    30003,  # unreachable destination handset (off, out of coverage)
+    30008,  # unknown error
+    30009,  # missing segment
+    30017,  # carrier network congestion
+    63018,  # WhatsApp: rate limit of the sender exceeded
+}
+#: The recipient replied STOP: the number goes on the suppression list.
+TWILIO_UNSUBSCRIBED = 21610
 #: Our code for a request Twilio did not answer in time: it may have accepted the message.
 NO_ANSWER = "no-answer"
 
@@ -63,6 +84,43 @@ def retry_after_ms(headers: Mapping[str, str]) -> int | None:
         return max(0, int(float(headers.get("Retry-After", "")) * 1000))
     except (TypeError, ValueError):
         return None
+
+
+def receipt_is_retryable(code: str) -> bool:
+    """Whether a Twilio receipt's error code is worth another attempt."""
+    return code.isdigit() and int(code) in TWILIO_RETRYABLE_RECEIPT_CODES
+
+
+def email_error(error: Exception) -> DeliveryError:
+    """The email backend's error: anymail's (an ESP's API) or SMTP's."""
+    if isinstance(error, AnymailError):
+        return anymail_error(error)
+    if isinstance(error, ImproperlyConfigured):  # AnymailConfigurationError: retry once it is fixed
+        return PermanentDeliveryError(f"The email backend is not configured: {error}", provider="email")
+    return smtp_error(error)
+
+
+def anymail_error(error: AnymailError) -> DeliveryError:
+    """Refused recipients and requests the ESP will never accept are permanent; the ESP's rate
+    limits, its server errors and network trouble are transient."""
+    text = f"The email provider refused the message: {error}"
+    provider = getattr(error, "esp_name", None) or "anymail"
+    status = getattr(error, "status_code", None)
+    if isinstance(
+        error,
+        (
+            AnymailRecipientsRefused,
+            AnymailInvalidAddress,
+            AnymailUnsupportedFeature,
+            AnymailSerializationError,
+        ),
+    ):
+        return PermanentDeliveryError(text, provider=provider, status=status)
+    if isinstance(error, AnymailAPIError) and status is not None:
+        if status == 429 or status >= 500:
+            return TransientDeliveryError(text, provider=provider, status=status)
+        return PermanentDeliveryError(text, provider=provider, code=status, status=status)
+    return TransientDeliveryError(f"Could not reach the email provider: {error}", provider=provider)
 
 
 def smtp_error(error: Exception) -> DeliveryError:

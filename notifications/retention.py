@@ -26,7 +26,13 @@ from .conf import setting
 from .models import Delivery, InAppNotification
 
 DEFAULT_BATCH_SIZE = 5000
-FINAL_STATUSES = (Delivery.Status.SENT, Delivery.Status.FAILED)
+FINAL_STATUSES = (
+    Delivery.Status.SENT,
+    Delivery.Status.FAILED,
+    Delivery.Status.DELIVERED,
+    Delivery.Status.UNDELIVERED,
+    Delivery.Status.SUPPRESSED,
+)
 
 
 @dataclass

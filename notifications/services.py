@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from failedjobs import dispatch
 
-from . import outbox
+from . import outbox, suppression
 from .channels import get_channel
 from .channels.twilio import MAX_BODY_CHARS
 from .conf import setting
@@ -273,9 +273,10 @@ class NotificationsService:
         require_text(topic, "topic", max_chars=KEY_MAX_CHARS, required=False)
         require_text(skipped_because, "skipped_because", required=False)
         due = due_time(send_at, delay)
+        clean_recipient = channel.clean_recipient(recipient)
         payload = {
             "channel": channel_name,
-            "recipient": channel.clean_recipient(recipient),
+            "recipient": clean_recipient,
             "template": template,
             "context": context,
             "language": language,
@@ -286,6 +287,9 @@ class NotificationsService:
         check_text(context, "the notification context")
         check_payload_size(context)
         channel.check_message(payload)  # type: ignore[arg-type]
+        withheld = suppression.withheld_because(channel_name, clean_recipient, template)
+        if withheld:
+            payload.update(status=Delivery.Status.SUPPRESSED, last_error=withheld)
         if skipped_because:
             payload.update(status=Delivery.Status.SKIPPED, last_error=skipped_because)
         if dedup_key:

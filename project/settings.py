@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     # Before django_dramatiq, whose rundramatiq command notifications extends.
     "notifications",
     "django_dramatiq",
+    "anymail",
     "failedjobs",
     "rest_framework",
     "drf_spectacular",
@@ -135,6 +136,24 @@ TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", default="")
 TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=15.0)
 TWILIO_LOOKUP_DELAY_MS = env.int("TWILIO_LOOKUP_DELAY_MS", default=30_000)
+# Send through a Messaging Service (its sender pool) instead of TWILIO_SMS_FROM / TWILIO_WHATSAPP_FROM.
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+# Where SMS and WhatsApp go: Twilio, or notifications.twilio_backends.ConsoleBackend / LocmemBackend.
+NOTIFICATIONS_TWILIO_BACKEND = env(
+    "NOTIFICATIONS_TWILIO_BACKEND", default="notifications.twilio_backends.TwilioBackend"
+)
+# The public origin Twilio reaches this site at (https://example.com): status callbacks go there, and
+# Twilio's signatures are checked against it.
+NOTIFICATIONS_PUBLIC_URL = env("NOTIFICATIONS_PUBLIC_URL", default="")
+# JSON: {"<template>": {"content_sids": {"<language>": "HX..."}, "variables": ["<context key>", ...]}}
+NOTIFICATIONS_WHATSAPP_TEMPLATES = env.json("NOTIFICATIONS_WHATSAPP_TEMPLATES", default={})
+NOTIFICATIONS_SUPPRESSION_BYPASS_TEMPLATES = env.list(
+    "NOTIFICATIONS_SUPPRESSION_BYPASS_TEMPLATES", default=["verification"]
+)
+# django-anymail's ESP webhooks (/anymail/<esp>/tracking/) check this "user:password" basic auth.
+ANYMAIL = (
+    {"WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET", default="")} if "ANYMAIL_WEBHOOK_SECRET" in env else {}
+)
 
 
 def _redis_url():

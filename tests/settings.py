@@ -36,3 +36,14 @@ if env("TEST_BROKER", default="redis") == "stub":
     DRAMATIQ_BROKER["OPTIONS"] = {}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Business-initiated WhatsApp messages are Twilio Content templates (channels/whatsapp.py).
+NOTIFICATIONS_WHATSAPP_TEMPLATES = {
+    template: {
+        "content_sids": {"en": f"HX{index}" + "e" * 31, "fr": f"HX{index}" + "f" * 31},
+        "variables": ["with_name", "starts_at", "location"],
+    }
+    for index, template in enumerate(
+        ["appointment_confirmation", "appointment_reminder_day_before", "appointment_reminder_hour_before"]
+    )
+}

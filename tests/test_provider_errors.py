@@ -1,12 +1,19 @@
+import io
 import smtplib
 import threading
 
 import pytest
 import requests
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+    AnymailRequestsAPIError,
+)
 from twilio.base.exceptions import TwilioRestException
 
 from notifications.exceptions import PermanentDeliveryError, TransientDeliveryError
-from notifications.provider_errors import smtp_error, twilio_error
+from notifications.provider_errors import email_error, smtp_error, twilio_error
 from tests.factories import new_delivery
 
 
@@ -131,3 +138,26 @@ def test_no_proxy_in_the_environment_is_honoured_for_twilio(fake_twilio, proxy_e
 
     assert send_message("+33612345678", "+15005550006", "hi").startswith("SM")
     assert fake_twilio.requests_seen == 1
+
+
+def esp_api_error(status):
+    """Anymail's error for an ESP's HTTP answer, which it keeps on the exception."""
+    response = requests.Response()
+    response.status_code, response.reason = status, "Refused"
+    response.raw = io.BytesIO(b'{"message": "no"}')
+    return AnymailAPIError("The ESP refused", status_code=status, response=response)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (AnymailRecipientsRefused("all refused"), PermanentDeliveryError),
+        (AnymailInvalidAddress("not an address"), PermanentDeliveryError),
+        (esp_api_error(400), PermanentDeliveryError),
+        (esp_api_error(429), TransientDeliveryError),
+        (esp_api_error(503), TransientDeliveryError),
+        (AnymailRequestsAPIError("connection reset"), TransientDeliveryError),
+    ],
+)
+def test_anymail_errors_are_permanent_or_transient(error, kind):
+    assert type(email_error(error)) is kind

@@ -98,6 +98,15 @@ def test_old_final_deliveries_go_and_waiting_or_recent_ones_stay(deliveries):
     ]
 
 
+@pytest.mark.parametrize("status", [Status.DELIVERED, Status.UNDELIVERED, Status.SUPPRESSED])
+def test_old_deliveries_settled_by_a_receipt_or_suppressed_go_too(status):
+    old, recent = delivery(status, 200 * DAY), delivery(status, 10 * DAY)
+
+    assert retention.purge_notifications().deliveries == 1
+    assert list(Delivery.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert old.pk != recent.pk
+
+
 def test_even_zero_days_keeps_deliveries_still_to_send(deliveries):
     assert retention.purge_notifications(delivery_days=0).deliveries == 4
 

@@ -141,4 +141,6 @@ def test_a_real_worker_process_counts_as_alive_until_it_stops(worker_process, re
     wait_until(lambda: pipeline.workers_alive(redis_broker) == 1, timeout=30, message="a heartbeat")
     process.stop()
 
-    assert pipeline.workers_alive(redis_broker) == 0
+    # A worker process that gets a second SIGTERM (the fixture signals the whole process group, and
+    # Dramatiq's main process forwards its own) exits without its shutdown hooks: then its beat goes stale.
+    wait_until(lambda: pipeline.workers_alive(redis_broker) == 0, timeout=40, message="no worker alive")

@@ -78,7 +78,7 @@ class BaseChannel:
         """Claim, send, record. Returns the provider's id, or None when it had been sent before."""
 
         delivery_id = payload["delivery_id"]
-        if not self.claim(delivery_id):
+        if not self.claim(delivery_id) or self.withheld(payload):
             return None
         try:
             provider_message_id = self.send(payload)
@@ -90,6 +90,15 @@ class BaseChannel:
             raise failure from error
         self.record_sent(delivery_id, provider_message_id)
         return provider_message_id
+
+    def withheld(self, payload: Payload) -> bool:
+        """True when the recipient went on the suppression list since the call: the delivery is
+        marked suppressed instead of sent."""
+        from ..suppression import withhold_if_suppressed
+
+        return withhold_if_suppressed(
+            payload["delivery_id"], self.name, payload["recipient"], payload["template"]
+        )
 
     def record_error(self, delivery_id: int, error: Exception) -> None:
         """Record the provider's answer; if the database fails now, the answer still goes on up.

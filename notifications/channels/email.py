@@ -11,7 +11,7 @@ from django.core.validators import validate_email
 
 from ..exceptions import DeliveryError, InvalidRecipient
 from ..payload import Payload
-from ..provider_errors import smtp_error
+from ..provider_errors import email_error
 from ..rendering import find_template, render_html, render_text
 from .base import BaseChannel, provider_timeout
 
@@ -48,10 +48,17 @@ class EmailChannel(BaseChannel):
         timeout = provider_timeout(settings.EMAIL_TIMEOUT or DEFAULT_SMTP_TIMEOUT_S)
         message.connection = get_connection(timeout=timeout)
         message.send()
-        return message.extra_headers["Message-ID"]
+        return esp_message_id(message) or message.extra_headers["Message-ID"]
 
     def provider_error(self, error: Exception) -> DeliveryError:
-        return smtp_error(error)
+        return email_error(error)
+
+
+def esp_message_id(message: EmailMultiAlternatives) -> str:
+    """The ESP's own id of the message, when the backend is one of django-anymail's."""
+    status = getattr(message, "anymail_status", None)
+    message_id = getattr(status, "message_id", None)
+    return "" if message_id is None else str(message_id)
 
 
 def build_message(payload: Payload) -> EmailMultiAlternatives:
@@ -64,6 +71,8 @@ def build_message(payload: Payload) -> EmailMultiAlternatives:
         to=[payload["recipient"]],
         headers={"Message-ID": make_msgid(domain=DNS_NAME)},
     )
+    # For anymail's ESP backends: the ESP hands it back in its tracking events (see tracking.py).
+    message.metadata = {"delivery_id": str(payload["delivery_id"])}  # type: ignore[attr-defined]
     message.attach_alternative(
         render_html(PARTS["html"].format(template=template), context, language), "text/html"
     )

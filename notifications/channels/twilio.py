@@ -1,10 +1,14 @@
 """The Twilio client shared by the SMS and WhatsApp channels."""
 
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import cache
 from typing import Any
 
 import phonenumbers
+from django.urls import reverse
+from django.utils.module_loading import import_string
+from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -19,8 +23,9 @@ from ..exceptions import (
     TransientDeliveryError,
 )
 from ..payload import Payload
-from ..provider_errors import NO_ANSWER, twilio_error
+from ..provider_errors import NO_ANSWER, TWILIO_UNSUBSCRIBED, twilio_error
 from ..rendering import find_template, render_text
+from ..twilio_backends import BaseTwilioBackend
 from .base import BaseChannel, provider_timeout
 
 MAX_BODY_CHARS = 1600
@@ -59,12 +64,22 @@ def send_message(to: str, from_: str, body: str) -> str:
     return twilio_client().messages.create(to=to, from_=from_, body=body).sid
 
 
-def find_message(to: str, from_: str, body: str, since: datetime) -> str | None:
-    """The SID of a message Twilio accepted from ``from_`` to ``to`` with this body since then."""
-    for message in twilio_client().messages.list(to=to, from_=from_, limit=50):
-        if message.body == body and message.date_created is not None and message.date_created >= since:
-            return message.sid
-    return None
+@cache
+def backend_instance(path: str) -> BaseTwilioBackend:
+    return import_string(path)()
+
+
+def twilio_backend() -> BaseTwilioBackend:
+    """The NOTIFICATIONS_TWILIO_BACKEND: Twilio itself, or a local one (see twilio_backends)."""
+    return backend_instance(setting("NOTIFICATIONS_TWILIO_BACKEND"))
+
+
+def status_callback_url(delivery_id: int) -> str | None:
+    """Where Twilio reports on the message: under NOTIFICATIONS_PUBLIC_URL, the delivery's own URL."""
+    public_url = setting("NOTIFICATIONS_PUBLIC_URL")
+    if not public_url:
+        return None
+    return public_url.rstrip("/") + reverse("twilio_status", kwargs={"delivery_id": delivery_id})
 
 
 def too_long(body: str) -> str:
@@ -92,7 +107,12 @@ class TwilioChannel(BaseChannel):
     address_prefix = ""
 
     def check_configured(self) -> None:
-        for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", self.from_setting):
+        if not twilio_backend().needs_credentials:
+            return  # a local backend (console, locmem) needs no account and no sender
+        needed = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"]
+        if not setting("TWILIO_MESSAGING_SERVICE_SID"):
+            needed.append(self.from_setting)
+        for name in needed:
             if not setting(name):
                 raise ChannelNotConfigured(self.name, name)
 
@@ -124,12 +144,43 @@ class TwilioChannel(BaseChannel):
 
     def send(self, payload: Payload) -> str:
         self.check_configured()
-        sender = self.address_prefix + setting(self.from_setting).removeprefix(self.address_prefix)
-        to, body = self.address_prefix + payload["recipient"], self.render(payload)
-        accepted = self.accepted_earlier(payload["delivery_id"], to, sender, body)
-        return accepted or send_message(to, sender, body)
+        message = self.message(payload)
+        to, sender = message["to"], message.get("from_")
+        accepted = self.accepted_earlier(payload["delivery_id"], to, sender, message["body"])
+        if accepted:
+            return accepted
+        if "content_sid" in message:
+            del message["body"]  # the template's text is Twilio's to render
+        try:
+            return twilio_backend().send(message)
+        except TwilioRestException as error:
+            if error.code == TWILIO_UNSUBSCRIBED:
+                from ..suppression import suppress
 
-    def accepted_earlier(self, delivery_id: int, to: str, sender: str, body: str) -> str | None:
+                suppress(self.name, payload["recipient"], "stop", f"Twilio error {error.code}: {error.msg}")
+            raise
+
+    def message(self, payload: Payload) -> dict[str, Any]:
+        """The keyword arguments of Twilio's ``messages.create`` for this delivery."""
+        message: dict[str, Any] = {"to": self.address_prefix + payload["recipient"]}
+        messaging_service = setting("TWILIO_MESSAGING_SERVICE_SID")
+        if messaging_service:
+            message["messaging_service_sid"] = messaging_service
+        else:
+            sender = setting(self.from_setting).removeprefix(self.address_prefix)
+            message["from_"] = self.address_prefix + sender
+        message["body"] = self.render(payload)
+        message.update(self.content(payload))
+        callback = status_callback_url(payload["delivery_id"])
+        if callback:
+            message["status_callback"] = callback
+        return message
+
+    def content(self, payload: Payload) -> dict[str, str]:
+        """``content_sid`` and ``content_variables`` when the message is a Content template."""
+        return {}
+
+    def accepted_earlier(self, delivery_id: int, to: str, sender: str | None, body: str) -> str | None:
         """After an attempt Twilio did not answer, the SID of the message it accepted all the same."""
         from ..models import Delivery
 
@@ -138,7 +189,7 @@ class TwilioChannel(BaseChannel):
         if created_at is None:
             return None
         try:
-            return find_message(to, sender, body, since=created_at - timedelta(minutes=1))
+            return twilio_backend().find(to, sender, body, since=created_at - timedelta(minutes=1))
         except Exception as error:
             raise TransientDeliveryError(
                 f"Could not ask Twilio whether an earlier attempt was accepted: {error!r}",

@@ -1,6 +1,9 @@
-"""A fake Twilio REST API (Messages.json: create and list) served over local HTTP, stdlib only.
+"""A fake Twilio REST API (Messages.json: create and list) served over local HTTP.
 
-Point the real SDK at it with ``client.api.base_url = fake.url``.
+Point the real SDK at it with ``client.api.base_url = fake.url``. It records what Twilio would use
+of each message (ContentSid, ContentVariables, StatusCallback, MessagingServiceSid), and calls a
+message's StatusCallback URL as Twilio does: a form POST signed with ``X-Twilio-Signature``, computed
+by the SDK's own RequestValidator over the URL and the parameters with the auth token.
 """
 
 import base64
@@ -12,9 +15,16 @@ import time
 import uuid
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.error import HTTPError
+from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.request import Request, urlopen
+
+from twilio.request_validator import RequestValidator
 
 from tests.fakes.recording import Recording
+
+#: The auth token of tests/settings.py and of the worker processes' environment.
+AUTH_TOKEN = "test-auth-token"
 
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/Messages\.json$")
 
@@ -74,6 +84,10 @@ class FakeTwilio(Recording):
         self._always = None
         self._delays = []
         self.lookups_seen = 0
+        self.auth_token = AUTH_TOKEN
+        #: Statuses to report to each accepted message's StatusCallback, in order, once it is answered.
+        self.auto_statuses = []
+        self.callbacks = []
         self._server = None
         self._thread = None
 
@@ -116,12 +130,68 @@ class FakeTwilio(Recording):
             self.lookups_seen = 0
             self.on_accept = None
             self.on_request = None
+            self.auto_statuses = []
+            self.callbacks.clear()
             self._failures.clear()
             self._always = None
             self._delays.clear()
 
     def describe(self):
         return f"{self.messages!r} (requests seen: {self.requests_seen})"
+
+    def status_parameters(self, message, status, error_code=None):
+        """The form Twilio posts to a StatusCallback."""
+        parameters = {
+            "AccountSid": message["account_sid"],
+            "ApiVersion": "2010-04-01",
+            "From": message["from"],
+            "MessageSid": message["sid"],
+            "MessageStatus": status,
+            "SmsSid": message["sid"],
+            "SmsStatus": status,
+            "To": message["to"],
+        }
+        if message.get("messaging_service_sid"):
+            parameters["MessagingServiceSid"] = message["messaging_service_sid"]
+        if error_code is not None:
+            parameters["ErrorCode"] = str(error_code)
+        return parameters
+
+    def send_status(self, message, status, error_code=None, *, signature=None, url=None):
+        """POST a status callback for ``message`` as Twilio does; return the HTTP status answered.
+
+        ``signature``: None signs it correctly, "" sends none, any other text is sent as is (forged).
+        ``url``: another URL to post to (the signature is still over the message's StatusCallback).
+        """
+        callback = message["status_callback"]
+        parameters = self.status_parameters(message, status, error_code)
+        if signature is None:
+            signature = RequestValidator(self.auth_token).compute_signature(callback, parameters)
+        return self.post_signed(url or callback, parameters, signature)
+
+    def post_signed(self, url, parameters, signature):
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if signature:
+            headers["X-Twilio-Signature"] = signature
+        request = Request(url, data=urlencode(parameters).encode(), headers=headers, method="POST")
+        try:
+            with urlopen(request, timeout=10) as response:
+                answered = response.status
+        except HTTPError as error:
+            answered = error.code
+        with self._changed:
+            self.callbacks.append((url, parameters.get("MessageStatus"), answered))
+            self._changed.notify_all()
+        return answered
+
+    def _report_statuses(self, message):
+        statuses = list(self.auto_statuses)
+        if statuses and message.get("status_callback"):
+            for status in statuses:
+                error_code = None
+                if isinstance(status, tuple):
+                    status, error_code = status
+                self.send_status(message, status, error_code)
 
     def _next_delay(self):
         with self._changed:
@@ -155,6 +225,12 @@ class FakeTwilio(Recording):
             "to": fields.get("To", ""),
             "from": fields.get("From", ""),
             "body": fields.get("Body", ""),
+            "content_sid": fields.get("ContentSid"),
+            "content_variables": json.loads(fields["ContentVariables"])
+            if "ContentVariables" in fields
+            else None,
+            "status_callback": fields.get("StatusCallback"),
+            "messaging_service_sid": fields.get("MessagingServiceSid"),
             "auth_ok": auth_username == account_sid,
             "date_created": formatdate(usegmt=True),
         }
@@ -198,6 +274,8 @@ class _TwilioHandler(BaseHTTPRequestHandler):
         auth_username = basic_auth_username(self.headers.get("Authorization"))
         message = self.server.fake._accept(match["account_sid"], fields, auth_username)
         self._send_json(201, message_resource(message))
+        # After the answer, as Twilio does: the callbacks may still beat the sender's bookkeeping.
+        self.server.fake._report_statuses(message)
 
     def do_GET(self):
         url = urlsplit(self.path)
