@@ -139,6 +139,7 @@ class DeliverySerializer(MaskingSerializer):
             "created_at",
             "updated_at",
             "sent_at",
+            "receipt_at",
         )
 
 

@@ -373,7 +373,7 @@ def test_a_large_retry_is_a_bulk_operation_on_a_worker_with_its_progress(setting
         body = actor.get(url).json()
         return body if body["status"] in ("done", "failed") else None
 
-    body = wait_until(finished, message="the bulk operation to finish")
+    body = wait_until(finished, timeout=60, message="the bulk operation to finish")
     assert body["status"] == "done", body
     assert (body["action"], body["done"], body["percent"]) == ("retry", 5, 100)
     assert {job.pk for job in FailedJob.objects.filter(status=FailedJob.Status.RETRIED)} == {
