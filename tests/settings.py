@@ -36,3 +36,10 @@ if env("TEST_BROKER", default="redis") == "stub":
     DRAMATIQ_BROKER["OPTIONS"] = {}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The manifest storage needs collectstatic's manifest, which the tests do not build (except
+# tests/test_deployment.py, which runs collectstatic and gunicorn with the project's own settings).
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
