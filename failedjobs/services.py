@@ -26,6 +26,7 @@ from redis import Redis
 from . import dispatch
 from .conf import setting
 from .models import FailedJob
+from .progress import Progress
 from .signals import job_failed, jobs_retried
 
 logger = logging.getLogger(__name__)
@@ -226,10 +227,12 @@ def retry_jobs(
     limit: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
+    progress: Progress | None = None,
 ) -> RetryResult:
     """Send each failed job's message again, with fresh retries, and mark the row retried.
 
-    Rows that are not in the failed state (already retried or resolved) are skipped.
+    Rows that are not in the failed state (already retried or resolved) are skipped. ``progress`` is
+    called with the number retried so far after each batch.
     """
     result = RetryResult(skipped=jobs.exclude(status=FailedJob.Status.FAILED).count())
     pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk")
@@ -248,6 +251,8 @@ def retry_jobs(
             break
         result.retried += retried
         last_pk = highest_pk
+        if progress:
+            progress(result.retried)
     return result
 
 
@@ -313,12 +318,15 @@ def purge_old_jobs(
     now: datetime | None = None,
     include_recent_unhandled: bool = False,
     dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
 ) -> int:
     """Delete failed jobs older than ``days``, and retried or resolved ones older than ``done_days``.
 
     A failure nobody has handled yet is kept for FAILED_JOBS_RETENTION_DAYS at least, whatever
     ``days`` says, unless ``include_recent_unhandled``. Returns how many were (or, in a dry run, would
-    be) deleted.
+    be) deleted. Rows go ``batch_size`` at a time, each batch in its own transaction; ``progress`` is
+    called with the number deleted so far after each.
     """
     now = now or timezone.now()
     retention = setting("FAILED_JOBS_RETENTION_DAYS")
@@ -336,7 +344,13 @@ def purge_old_jobs(
     )
     if dry_run:
         return unhandled.count() + handled.count()
-    return delete_jobs(unhandled) + delete_jobs(handled)
+    deleted = 0
+    for jobs in (unhandled, handled):
+        while pks := list(jobs.order_by("pk").values_list("pk", flat=True)[:batch_size]):
+            deleted += delete_jobs(FailedJob.objects.filter(pk__in=pks))
+            if progress:
+                progress(deleted)
+    return deleted
 
 
 def forget_dead_letter(broker: dramatiq.Broker, message: AnyMessage) -> None:
@@ -365,21 +379,27 @@ class ReconcileResult:
 
 
 def reconcile_dead_letters(
-    broker: RedisBroker | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
+    broker: RedisBroker | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
 ) -> ReconcileResult:
     """File every message in Redis's dead-letter queues that is not in FailedJob yet.
 
     Catches the failures whose recording failed (the database was down). An entry that cannot be
-    read or filed is logged and left in Redis; the others are recovered all the same.
+    read or filed is logged and left in Redis; the others are recovered all the same. ``progress``
+    is called with the number recovered so far after each batch.
     """
     broker = broker or cast(RedisBroker, dramatiq.get_broker())
     result = ReconcileResult()
     for key in broker.client.scan_iter(match=f"{broker.namespace}:*.XQ", count=1000):
-        reconcile_queue(broker.client, key.decode(), batch_size, result)
+        reconcile_queue(broker.client, key.decode(), batch_size, result, progress)
     return result
 
 
-def reconcile_queue(client: Redis, key: str, batch_size: int, result: ReconcileResult) -> None:
+def reconcile_queue(
+    client: Redis, key: str, batch_size: int, result: ReconcileResult, progress: Progress | None = None
+) -> None:
     left_behind = 0  # entries that could not be recovered stay at the head of the sorted set
     while True:
         redis_ids = cast(list[bytes], client.zrange(key, left_behind, left_behind + batch_size - 1))
@@ -400,6 +420,8 @@ def reconcile_queue(client: Redis, key: str, batch_size: int, result: ReconcileR
             pipe.zrem(key, *done)
             pipe.hdel(f"{key}.msgs", *done)
             pipe.execute()
+        if progress:
+            progress(result.recovered)
 
 
 def read_dead_letter(key: str, redis_id: bytes, blob: bytes | str | None) -> Message | None:

@@ -43,3 +43,5 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# WhiteNoise looks for files per request rather than warning at start that STATIC_ROOT is missing.
+WHITENOISE_AUTOREFRESH = True
