@@ -36,7 +36,9 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
         "masked_recipient",
         "status",
         "attempts",
+        "provider_message_id",
         "error_code",
+        "short_error",
         "created_at",
         "sent_at",
     )
@@ -87,6 +89,12 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
     @admin.display(description="dedup key")
     def masked_dedup_key(self, delivery):
         return mask_text(delivery.dedup_key)
+
+    @admin.display(description="last error")
+    def short_error(self, delivery):
+        """The last error's first line, masked and cut short; the whole of it is on the detail page."""
+        first_line = mask_text(delivery.last_error).partition("\n")[0]
+        return first_line if len(first_line) <= 80 else f"{first_line[:79]}…"
 
     @admin.display(description="last error")
     def error(self, delivery):
