@@ -143,3 +143,98 @@ def test_a_worker_configured_with_sentinels_delivers(sentinel, worker_process, s
         message=f"the in-app notification to be delivered; worker log:\n{worker.log()}",
     )
     assert f"sentinel master '{MASTER}'" in worker.log()
+
+
+@pytest.fixture
+def replicated_redis(tmp_path):
+    """A Redis master and its replica of the test's own, and a Sentinel that fails over within seconds."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("needs redis-server (its --sentinel mode)")
+    master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
+    common = ["--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\nlogfile {tmp_path / 'sentinel.log'}\n"
+        f"sentinel monitor failover 127.0.0.1 {master_port} 1\n"
+        "sentinel down-after-milliseconds failover 2000\n"
+        "sentinel failover-timeout failover 2000\n"
+    )
+    commands = {
+        "master": [server, "--port", str(master_port), *common, "--dbfilename", "master.rdb"],
+        "replica": [
+            server,
+            "--port",
+            str(replica_port),
+            *common,
+            "--replicaof",
+            "127.0.0.1",
+            str(master_port),
+        ],
+        "sentinel": [server, str(config), "--sentinel"],
+    }
+    processes = {
+        name: subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        for name, command in commands.items()
+    }
+    sentinel = redis.Redis(port=sentinel_port, socket_connect_timeout=0.5, decode_responses=True)
+    wait_until(lambda: replicas_known(sentinel), timeout=20, message="the Sentinel to find the replica")
+    yield {
+        "sentinels": [("127.0.0.1", sentinel_port)],
+        "master": processes["master"],
+        "sentinel": sentinel,
+        "replica_port": replica_port,
+        "log": tmp_path / "sentinel.log",
+    }
+    for process in processes.values():
+        process.terminate()
+    for process in processes.values():
+        process.wait(timeout=10)
+
+
+def replicas_known(sentinel):
+    try:
+        return any(
+            replica["is_slave"] and not replica["is_sdown"]
+            for replica in sentinel.sentinel_slaves("failover")
+        )
+    except redis.RedisError:
+        return False
+
+
+def test_after_a_failover_the_broker_enqueues_on_the_new_master(replicated_redis, settings):
+    settings.QUEUE_ENABLED = True
+    broker = RedisBroker(
+        url="redis://127.0.0.1:1/0",  # its host and port are not used
+        sentinels=replicated_redis["sentinels"],
+        sentinel_master="failover",
+        socket_connect_timeout=0.5,
+        socket_timeout=2,
+        middleware=[],
+    )
+    probe = dramatiq.actor(lambda: None, actor_name="probe", queue_name="failover_probe", broker=broker)
+    probe.send()
+    wait_until(lambda: broker.client.wait(1, 1000) == 1, timeout=15, message="the replica to have it")
+
+    replicated_redis["master"].terminate()
+    replicated_redis["master"].wait(timeout=10)
+    sentinel = replicated_redis["sentinel"]
+    new_master = ("127.0.0.1", replicated_redis["replica_port"])
+    wait_until(
+        lambda: sentinel.sentinel_get_master_addr_by_name("failover") == new_master,
+        timeout=30,
+        message=f"the Sentinel to promote the replica (its log: {replicated_redis['log']})",
+    )
+
+    wait_until(lambda: sends(probe), timeout=15, message="an enqueue on the new master")
+    assert broker.client.connection_pool.get_master_address() == new_master
+    assert redis.Redis(port=new_master[1]).llen("dramatiq:failover_probe") >= 2
+    assert check_redis(broker).status == OK
+
+
+def sends(actor):
+    try:
+        actor.send()
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
+    return True
