@@ -19,7 +19,10 @@ import pytest
 import requests
 import yaml
 from django.core.management import get_commands, load_command_class
+from selenium.webdriver.common.by import By
 
+from notifications.models import Delivery
+from tests.factories import new_delivery
 from tests.fakes.smtp_server import free_port
 from tests.helpers import ROOT, database_url, wait_until
 
@@ -177,7 +180,10 @@ def image_env(process_env, tmp_path):
     return env
 
 
-def test_the_image_serves_health_and_the_admins_css_with_debug_off(image_env, tmp_path):
+@pytest.fixture
+def image_server(image_env, tmp_path):
+    """The Dockerfile's collectstatic, then gunicorn with the image's CMD (one worker, a free port);
+    yields its base URL and log."""
     [collectstatic] = [command for command in instructions("RUN") if "collectstatic" in command]
     subprocess.run(collectstatic, shell=True, cwd=ROOT, env=image_env, check=True, capture_output=True)
     assert (tmp_path / "static/staticfiles.json").is_file()
@@ -194,35 +200,69 @@ def test_the_image_serves_health_and_the_admins_css_with_debug_off(image_env, tm
     log = tmp_path / "gunicorn.log"
     with open(log, "wb") as output:
         server = subprocess.Popen(command, cwd=ROOT, env=image_env, stdout=output, stderr=output)
+    base = f"http://127.0.0.1:{port}"
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: answers(f"{base}/healthz"), timeout=30, message=f"gunicorn; log:\n{log.read_text()}"
-        )
-        assert (
-            requests.get(f"{base}/readyz", headers={"Host": "localhost"}, timeout=10).json()["status"] == "ok"
-        )
-        login = requests.get(f"{base}/admin/login/", headers={"Host": "localhost"}, timeout=10)
-        assert login.status_code == 200
-        stylesheet = re.search(r'href="(/static/admin/css/base\.[0-9a-f]+\.css)"', login.text)[1]
-        css = requests.get(
-            f"{base}{stylesheet}", headers={"Host": "localhost", "Accept-Encoding": "gzip"}, timeout=10
-        )
-        assert css.status_code == 200
-        assert css.headers["Content-Type"].startswith("text/css")
-        assert "immutable" in css.headers["Cache-Control"]
-        assert "body" in css.text
-
-        # The health checks of the image and of compose.yaml, as Docker would run them.
-        for test in (HEALTHCHECK, SERVICES["web"]["healthcheck"]["test"][1:]):
-            probe = [argument.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for argument in test]
-            assert subprocess.run(probe, cwd=ROOT, env=image_env, timeout=30).returncode == 0, probe
-        worker_probe = SERVICES["worker"]["healthcheck"]["test"][1:]
-        assert subprocess.run(worker_probe, cwd=ROOT, env=image_env, timeout=60).returncode == 0
-        assert "INFO notifications: web: queue on, broker redis://127.0.0.1:" in log.read_text()
+        wait_until(lambda: answers(f"{base}/healthz"), timeout=30, message=f"gunicorn (log: {log})")
+        yield base, log
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_image_serves_health_and_the_admins_css_with_debug_off(image_server, image_env):
+    base, log = image_server
+    assert requests.get(f"{base}/readyz", headers={"Host": "localhost"}, timeout=10).json()["status"] == "ok"
+    login = requests.get(f"{base}/admin/login/", headers={"Host": "localhost"}, timeout=10)
+    assert login.status_code == 200
+    stylesheet = re.search(r'href="(/static/admin/css/base\.[0-9a-f]+\.css)"', login.text)[1]
+    css = requests.get(
+        f"{base}{stylesheet}", headers={"Host": "localhost", "Accept-Encoding": "gzip"}, timeout=10
+    )
+    assert css.status_code == 200
+    assert css.headers["Content-Type"].startswith("text/css")
+    assert "immutable" in css.headers["Cache-Control"]
+    assert "body" in css.text
+
+    # The health checks of the image and of compose.yaml, as Docker would run them.
+    port = base.rsplit(":", 1)[1]
+    for test in (HEALTHCHECK, SERVICES["web"]["healthcheck"]["test"][1:]):
+        probe = [argument.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for argument in test]
+        assert subprocess.run(probe, cwd=ROOT, env=image_env, timeout=30).returncode == 0, probe
+    worker_probe = SERVICES["worker"]["healthcheck"]["test"][1:]
+    assert subprocess.run(worker_probe, cwd=ROOT, env=image_env, timeout=60).returncode == 0
+    assert "INFO notifications: web: queue on, broker redis://127.0.0.1:" in log.read_text()
+
+
+def test_an_operator_gets_a_styled_admin_from_the_image_in_a_browser(image_server, image_env, browser):
+    base, _ = image_server
+    password = {**image_env, "DJANGO_SUPERUSER_PASSWORD": "a-long-password"}
+    made = [
+        "python",
+        "manage.py",
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "operator",
+        "--email",
+        "o@example.com",
+    ]
+    subprocess.run(made, cwd=ROOT, env=password, check=True, capture_output=True, timeout=60)
+    new_delivery(status=Delivery.Status.SENT, provider_message_id="SM" + "b" * 32)
+
+    browser.get(f"{base}/admin/login/")
+    header = browser.find_element(By.ID, "header")
+    # The admin's stylesheet applied: its header colour, not the browser's transparent default.
+    assert header.value_of_css_property("background-color") not in ("rgba(0, 0, 0, 0)", "transparent")
+    browser.find_element(By.NAME, "username").send_keys("operator")
+    browser.find_element(By.NAME, "password").send_keys("a-long-password")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait_until(lambda: "/admin/login/" not in browser.current_url, timeout=10, message="the sign-in")
+
+    browser.get(f"{base}/admin/notifications/delivery/")
+    columns = [cell.text.lower() for cell in browser.find_elements(By.CSS_SELECTOR, "#result_list thead th")]
+    assert "provider message id" in columns
+    assert "last error" in columns
+    assert "SM" + "b" * 32 in browser.find_element(By.ID, "result_list").text
 
 
 def answers(url):
