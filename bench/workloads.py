@@ -7,6 +7,7 @@ import statistics
 import time
 import uuid
 from itertools import islice
+from urllib.parse import urlencode
 
 from bench.harness import (
     ADMIN_DATABASE,
@@ -311,6 +312,8 @@ def w4(n, *, reset=False):
             "changelist_filtered": changelist_url() + "?queue_name__exact=sms&status__exact=failed",
             "search": changelist_url() + f"?q={message_id}",
             "detail": change_url(job.pk),
+            "recipient_search": changelist_url() + "?" + urlencode({"q": job.kwargs["recipient"]}),
+            "groups": changelist_url() + "groups/",
         }
         line = {"workload": "W4", "n": n, "admin": admin_label}
         for name, url in pages.items():
@@ -335,6 +338,7 @@ def failed_job_admin():
 FILL_SQL = """
 INSERT INTO failedjobs_failedjob (
     queue_name, actor_name, message_id, message_data, args, kwargs, exception_class, exception_message,
+    error_signature, error_code,
     traceback, attempts, source, enqueued_at, failed_at, status, retried_at, retried_as, retry_count
 )
 SELECT
@@ -349,6 +353,8 @@ SELECT
                        'context', jsonb_build_object('text', 'Your code is ' || i %% 10000),
                        'delivery_id', i),
     error_class, error,
+    -- What failedjobs.signatures.error_signature makes of these texts, which hold no ids.
+    error_class || ': ' || regexp_replace(error, '[0-9]+', '<n>', 'g'), '',
     E'Traceback (most recent call last):\n  File "notifications/delivery.py", line 41, in deliver\n'
         || error_class || ': ' || error,
     CASE WHEN error_class LIKE '%%Permanent%%' THEN 1 ELSE 6 END,

@@ -17,6 +17,20 @@ DEFAULTS: dict[str, Any] = {
     # Phone numbers written in the national form of these regions are masked too (international ones
     # always are).
     "FAILED_JOBS_PHONE_REGIONS": ["FR", "US"],
+    # An admin action on more failed jobs than this runs on a worker (a BulkOperation), in batches.
+    "FAILED_JOBS_BULK_IN_REQUEST_MAX": 1000,
+    "FAILED_JOBS_BULK_BATCH_SIZE": 1000,
+    # Alerts (checked every minute): to ADMINS by email, and/or to a webhook (Slack-compatible JSON).
+    "FAILED_JOBS_ALERT_EMAIL": True,
+    "FAILED_JOBS_ALERT_WEBHOOK_URL": "",
+    "FAILED_JOBS_ALERT_TIMEOUT_S": 5.0,
+    # A group with this many failures within the window is alerted about as growing.
+    "FAILED_JOBS_ALERT_WINDOW_S": 600,
+    "FAILED_JOBS_ALERT_THRESHOLD": 100,
+    # A dead letter still in Redis this long after it died was not filed by reconcile_dead_letters.
+    "FAILED_JOBS_ALERT_DEAD_LETTER_AGE_S": 900,
+    # The same alert (one group, or the dead letters) is not sent again within this time.
+    "FAILED_JOBS_ALERT_REPEAT_AFTER_S": 3600,
 }
 
 

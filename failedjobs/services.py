@@ -9,6 +9,7 @@ import hashlib
 import logging
 import re
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -26,8 +27,8 @@ from redis import Redis
 from . import dispatch
 from .conf import setting
 from .models import FailedJob
-from .progress import Progress
 from .signals import job_failed, jobs_retried
+from .signatures import error_code, error_signature
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ def record_failure(
     One INSERT ... ON CONFLICT statement: a worker's failure path runs it for every failed message.
     """
     options = message.options
+    kind = storable(exception_class(exception, options))
+    text = storable(exception_text(exception, options)[:MAX_MESSAGE_CHARS])
+    code = storable(error_code(exception, text))
     job = FailedJob(
         message_id=message.message_id,
         queue_name=q_name(message.queue_name),
@@ -107,8 +111,10 @@ def record_failure(
         message_data=bytes(message.encode()),
         args=storable(list(message.args)),
         kwargs=storable(dict(message.kwargs)),
-        exception_class=storable(exception_class(exception, options)),
-        exception_message=storable(exception_text(exception, options)[:MAX_MESSAGE_CHARS]),
+        exception_class=kind,
+        exception_message=text,
+        error_signature=error_signature(kind, text, code),
+        error_code=code,
         traceback=storable(format_traceback(exception, options)),
         attempts=attempts or options.get("attempts") or options.get("retries", 0) + 1,
         source=source,
@@ -204,8 +210,14 @@ def filter_jobs(
     status: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    signature: str | None = None,
+    code: str | None = None,
 ) -> QuerySet[FailedJob]:
     jobs = FailedJob.objects.all()
+    if signature:
+        jobs = jobs.filter(error_signature=signature)
+    if code:
+        jobs = jobs.filter(error_code=code)
     if ids:
         jobs = jobs.filter(pk__in=ids)
     if queue:
@@ -227,12 +239,12 @@ def retry_jobs(
     limit: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> RetryResult:
     """Send each failed job's message again, with fresh retries, and mark the row retried.
 
     Rows that are not in the failed state (already retried or resolved) are skipped. ``progress`` is
-    called with the number retried so far after each batch.
+    called with how many were retried so far after each batch.
     """
     result = RetryResult(skipped=jobs.exclude(status=FailedJob.Status.FAILED).count())
     pending = jobs.filter(status=FailedJob.Status.FAILED).order_by("pk")
@@ -251,7 +263,7 @@ def retry_jobs(
             break
         result.retried += retried
         last_pk = highest_pk
-        if progress:
+        if progress is not None:
             progress(result.retried)
     return result
 
@@ -301,14 +313,57 @@ def fresh_copy(message: Message, message_id: str) -> Message:
     )
 
 
-def resolve_jobs(jobs: QuerySet[FailedJob]) -> int:
-    """Mark failed jobs handled without a retry (for instance, delivered after all). Returns how many."""
-    return jobs.filter(status=FailedJob.Status.FAILED).update(status=FailedJob.Status.RESOLVED)
+def resolve_jobs(
+    jobs: QuerySet[FailedJob],
+    *,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Mark failed jobs handled without a retry (for instance, delivered after all). Returns how many.
+
+    With a ``batch_size``, each batch commits on its own and ``progress`` hears how many so far.
+    """
+    pending = jobs.filter(status=FailedJob.Status.FAILED)
+    if batch_size is None:
+        return pending.update(status=FailedJob.Status.RESOLVED)
+    resolved = 0
+    for pks in pk_batches(pending, batch_size):
+        resolved += FailedJob.objects.filter(pk__in=pks, status=FailedJob.Status.FAILED).update(
+            status=FailedJob.Status.RESOLVED
+        )
+        if progress is not None:
+            progress(resolved)
+    return resolved
 
 
-def delete_jobs(jobs: QuerySet[FailedJob]) -> int:
-    deleted, _ = jobs.delete()
-    return deleted
+def delete_jobs(
+    jobs: QuerySet[FailedJob],
+    *,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete failed jobs; with a ``batch_size``, as resolve_jobs, one committed batch at a time."""
+    if batch_size is None:
+        deleted, _ = jobs.delete()
+        return deleted
+    total = 0
+    for pks in pk_batches(jobs, batch_size):
+        deleted, _ = FailedJob.objects.filter(pk__in=pks).delete()
+        total += deleted
+        if progress is not None:
+            progress(total)
+    return total
+
+
+def pk_batches(jobs: QuerySet[FailedJob], batch_size: int) -> Iterator[list[int]]:
+    """The pks of ``jobs`` in ascending batches, each read after the previous one was acted on."""
+    last_pk = 0
+    while True:
+        pks = list(jobs.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not pks:
+            return
+        yield pks
+        last_pk = pks[-1]
 
 
 def purge_old_jobs(
@@ -319,7 +374,7 @@ def purge_old_jobs(
     include_recent_unhandled: bool = False,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: Progress | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Delete failed jobs older than ``days``, and retried or resolved ones older than ``done_days``.
 
@@ -344,13 +399,13 @@ def purge_old_jobs(
     )
     if dry_run:
         return unhandled.count() + handled.count()
-    deleted = 0
-    for jobs in (unhandled, handled):
-        while pks := list(jobs.order_by("pk").values_list("pk", flat=True)[:batch_size]):
-            deleted += delete_jobs(FailedJob.objects.filter(pk__in=pks))
-            if progress:
-                progress(deleted)
-    return deleted
+    deleted = delete_jobs(unhandled, batch_size=batch_size, progress=progress)
+
+    def handled_progress(done: int) -> None:
+        if progress is not None:
+            progress(deleted + done)
+
+    return deleted + delete_jobs(handled, batch_size=batch_size, progress=handled_progress)
 
 
 def forget_dead_letter(broker: dramatiq.Broker, message: AnyMessage) -> None:
@@ -382,7 +437,7 @@ def reconcile_dead_letters(
     broker: RedisBroker | None = None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: Progress | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ReconcileResult:
     """File every message in Redis's dead-letter queues that is not in FailedJob yet.
 
@@ -398,7 +453,11 @@ def reconcile_dead_letters(
 
 
 def reconcile_queue(
-    client: Redis, key: str, batch_size: int, result: ReconcileResult, progress: Progress | None = None
+    client: Redis,
+    key: str,
+    batch_size: int,
+    result: ReconcileResult,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     left_behind = 0  # entries that could not be recovered stay at the head of the sorted set
     while True:
@@ -420,7 +479,7 @@ def reconcile_queue(
             pipe.zrem(key, *done)
             pipe.hdel(f"{key}.msgs", *done)
             pipe.execute()
-        if progress:
+        if progress is not None:
             progress(result.recovered)
 
 

@@ -1,10 +1,44 @@
 from django.contrib import admin
-from django.utils.html import format_html
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
+from failedjobs import links
 from failedjobs.admin import EstimatedCountPaginator, ListFilterLookupsOnly
 from failedjobs.masking import mask_recipient, mask_text
+from failedjobs.models import FailedJob
 
 from .models import Delivery, InAppNotification
+from .status import pipeline_status
+from .tasks import ACTOR_NAMES
+
+#: Retries of a retry of ...: more than this many failed jobs for one delivery are not followed.
+MAX_FAILED_JOBS_SHOWN = 20
+
+
+@links.register
+def delivery_link(job: FailedJob) -> tuple[str, str] | None:
+    """A failed delivery message links to its Delivery in the admin."""
+    if job.actor_name not in ACTOR_NAMES or not isinstance(job.kwargs, dict):
+        return None
+    pk = job.kwargs.get("delivery_id")
+    if not isinstance(pk, int):
+        return None
+    return f"Delivery {pk}", reverse("admin:notifications_delivery_change", args=[pk])
+
+
+def failed_jobs_of(delivery: Delivery) -> list[FailedJob]:
+    """The failed jobs of a delivery's message, then of each retry of it (retried_as), oldest first."""
+    found: list[FailedJob] = []
+    message_id = delivery.message_id
+    while message_id and len(found) < MAX_FAILED_JOBS_SHOWN:
+        job = FailedJob.objects.filter(message_id=message_id).only("pk", "status", "retried_as").first()
+        if job is None:
+            break
+        found.append(job)
+        message_id = job.retried_as
+    return found
 
 
 class TemplateFilter(admin.SimpleListFilter):
@@ -61,6 +95,7 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
         "provider_message_id",
         "error_code",
         "error",
+        "failed_jobs",
         "created_at",
         "updated_at",
         "sent_at",
@@ -77,6 +112,30 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
         # The log is also what stops a notification from being sent twice.
         return False
 
+    def get_urls(self):
+        status = path("status/", self.admin_site.admin_view(self.status_view), name="notifications_status")
+        return [status, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        context = {"status_url": reverse("admin:notifications_status"), **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def status_view(self, request):
+        """The queues, workers, scheduler and failed jobs by cause, as ``manage.py notifications_status``."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        status = pipeline_status()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Pipeline status",
+            "opts": self.opts,
+            "status": status,
+            "groups": [(group, mask_text(group.signature)) for group in status.groups],
+            "groups_url": reverse("admin:failedjobs_failedjob_groups"),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/notifications/status.html", context)
+
     @admin.display(description="recipient")
     def masked_recipient(self, delivery):
         return mask_recipient(delivery.recipient)
@@ -89,6 +148,24 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
     @admin.display(description="dedup key")
     def masked_dedup_key(self, delivery):
         return mask_text(delivery.dedup_key)
+
+    @admin.display(description="failed jobs")
+    def failed_jobs(self, delivery):
+        jobs = failed_jobs_of(delivery)
+        if not jobs:
+            return "-"
+        return format_html_join(
+            ", ",
+            '<a href="{}">Failed job {}</a> ({})',
+            (
+                (
+                    reverse("admin:failedjobs_failedjob_change", args=[job.pk]),
+                    job.pk,
+                    job.get_status_display(),
+                )
+                for job in jobs
+            ),
+        )
 
     @admin.display(description="last error")
     def short_error(self, delivery):

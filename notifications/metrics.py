@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from .conf import setting
 from .models import Delivery
+from .status import queue_statuses
 
 DELIVERY_WINDOW_HOURS = 24
 
@@ -29,6 +30,7 @@ class PipelineCollector:
         yield self.deliveries()
         yield self.failed_jobs()
         yield self.dead_letters()
+        yield from self.queues()
 
     def deliveries(self):
         gauge = GaugeMetricFamily(
@@ -68,6 +70,31 @@ class PipelineCollector:
         for queue, count in dead_letter_counts():
             gauge.add_metric([queue], count)
         return gauge
+
+    def queues(self):
+        """Waiting and delayed messages and the oldest one's age, per queue: a few Redis reads in all."""
+        depth = GaugeMetricFamily(
+            "notifications_queue_depth", "Messages waiting in each Redis queue.", labels=["queue"]
+        )
+        delayed = GaugeMetricFamily(
+            "notifications_queue_delayed",
+            "Messages waiting for a retry (or an eta) in each queue's delay queue.",
+            labels=["queue"],
+        )
+        oldest = GaugeMetricFamily(
+            "notifications_queue_oldest_message_age_seconds",
+            "Age of the oldest message waiting in each queue; 0 when none waits.",
+            labels=["queue"],
+        )
+        try:
+            statuses = queue_statuses(dramatiq.get_broker())
+        except redis.RedisError:
+            statuses = []  # Redis is down; the database's figures still answer
+        for queue in statuses:
+            depth.add_metric([queue.name], queue.waiting)
+            delayed.add_metric([queue.name], queue.delayed)
+            oldest.add_metric([queue.name], queue.oldest_age_s or 0)
+        return depth, delayed, oldest
 
 
 def dead_letter_counts():

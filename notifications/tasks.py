@@ -57,6 +57,9 @@ def redeliver_orphaned_messages() -> None:
 @dramatiq.actor(queue_name="maintenance", periodic=cron("* * * * *"), max_retries=0)
 def dispatch_due() -> None:
     """Every minute: scheduled deliveries that are due, and queued ones whose message was lost."""
+    from .status import record_scheduler_tick
+
+    record_scheduler_tick()
     outbox.dispatch_due()
 
 

@@ -1,6 +1,7 @@
 """Django settings. This is the only module that reads the environment (see .env.example)."""
 
 import os
+from email.utils import parseaddr
 from pathlib import Path
 
 import environ
@@ -128,6 +129,9 @@ else:
     EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="notifications@localhost")
+# Who gets the operators' alerts by email: ADMINS="Ann Smith <ann@example.com>,ops@example.com".
+ADMINS = [parseaddr(entry) for entry in env.list("ADMINS", default=[])]
+SERVER_EMAIL = env("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 
 # Twilio (SMS and WhatsApp). TWILIO_API_BASE_URL exists for proxies and local fakes.
 TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
@@ -184,6 +188,13 @@ NOTIFICATIONS_SYNC_TIMEOUT_S = env.float("NOTIFICATIONS_SYNC_TIMEOUT_S", default
 
 FAILED_JOBS_RETENTION_DAYS = env.int("FAILED_JOBS_RETENTION_DAYS", default=90)
 FAILED_JOBS_DONE_RETENTION_DAYS = env.int("FAILED_JOBS_DONE_RETENTION_DAYS", default=30)
+FAILED_JOBS_BULK_IN_REQUEST_MAX = env.int("FAILED_JOBS_BULK_IN_REQUEST_MAX", default=1000)
+FAILED_JOBS_ALERT_EMAIL = env.bool("FAILED_JOBS_ALERT_EMAIL", default=True)
+FAILED_JOBS_ALERT_WEBHOOK_URL = env("FAILED_JOBS_ALERT_WEBHOOK_URL", default="")
+FAILED_JOBS_ALERT_WINDOW_S = env.int("FAILED_JOBS_ALERT_WINDOW_S", default=600)
+FAILED_JOBS_ALERT_THRESHOLD = env.int("FAILED_JOBS_ALERT_THRESHOLD", default=100)
+FAILED_JOBS_ALERT_DEAD_LETTER_AGE_S = env.int("FAILED_JOBS_ALERT_DEAD_LETTER_AGE_S", default=900)
+FAILED_JOBS_ALERT_REPEAT_AFTER_S = env.int("FAILED_JOBS_ALERT_REPEAT_AFTER_S", default=3600)
 NOTIFICATIONS_DELIVERY_RETENTION_DAYS = env.int("NOTIFICATIONS_DELIVERY_RETENTION_DAYS", default=180)
 NOTIFICATIONS_READ_INAPP_RETENTION_DAYS = env.int("NOTIFICATIONS_READ_INAPP_RETENTION_DAYS", default=90)
 
@@ -206,6 +217,8 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "periodiq.PeriodiqMiddleware",
         "failedjobs.middleware.FailedJobMiddleware",
+        # Workers' heartbeats for notifications_status ("Workers alive").
+        "notifications.heartbeat.WorkerHeartbeat",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
 }

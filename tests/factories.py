@@ -7,6 +7,7 @@ from django.utils import timezone
 from dramatiq import Message
 
 from failedjobs.models import FailedJob
+from failedjobs.signatures import error_signature
 from notifications.models import Delivery
 from notifications.tasks import ACTORS
 
@@ -45,6 +46,9 @@ def failed_job(
         message = job_message(channel, recipient)
     recipient = message.kwargs.get("recipient", recipient)
     error = f"Twilio error 21211: the 'To' number {recipient} is not valid"
+    exception_class = fields.get("exception_class", "notifications.exceptions.PermanentDeliveryError")
+    code = fields.get("error_code", "21211")
+    signature = error_signature(exception_class, fields.get("exception_message", error), code)
     row = {
         "queue_name": message.queue_name,
         "actor_name": message.actor_name,
@@ -52,8 +56,10 @@ def failed_job(
         "message_data": message.encode(),
         "args": list(message.args),
         "kwargs": dict(message.kwargs),
-        "exception_class": "notifications.exceptions.PermanentDeliveryError",
+        "exception_class": exception_class,
         "exception_message": error,
+        "error_code": code,
+        "error_signature": signature,
         "traceback": (
             "Traceback (most recent call last):\n"
             '  File "notifications/delivery.py", line 40, in deliver\n'

@@ -33,6 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("ids", nargs="*", type=int, help="FailedJob ids to retry.")
         parser.add_argument("--queue", help="Only jobs from this queue.")
         parser.add_argument("--actor", help="Only jobs of this actor.")
+        parser.add_argument("--signature", help="Only jobs of this error group (their error signature).")
+        parser.add_argument("--code", help="Only jobs with this error code (a provider's, e.g. 21211).")
         parser.add_argument(
             "--since", type=moment, help="Only jobs that failed at or after this date or time."
         )
@@ -61,6 +63,8 @@ class Command(BaseCommand):
         ids,
         queue,
         actor,
+        signature,
+        code,
         since,
         until,
         select_all,
@@ -70,13 +74,16 @@ class Command(BaseCommand):
         verbosity,
         **options,
     ):
-        if not (ids or queue or actor or since or until or select_all):
+        if not (ids or queue or actor or signature or code or since or until or select_all):
             raise CommandError(
-                "Nothing selected: give job ids, a filter (--queue, --actor, --since, --until) or --all."
+                "Nothing selected: give job ids, a filter (--queue, --actor, --signature, --code, --since, "
+                "--until) or --all."
             )
         if since and until and since >= until:
             raise CommandError("--since must be earlier than --until.")
-        jobs = services.filter_jobs(ids=ids, queue=queue, actor=actor, since=since, until=until)
+        jobs = services.filter_jobs(
+            ids=ids, queue=queue, actor=actor, signature=signature, code=code, since=since, until=until
+        )
         if ids:
             missing = set(ids) - set(jobs.values_list("pk", flat=True))
             if missing:
