@@ -373,12 +373,15 @@ def purge_old_jobs(
     now: datetime | None = None,
     include_recent_unhandled: bool = False,
     dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Delete failed jobs older than ``days``, and retried or resolved ones older than ``done_days``.
 
     A failure nobody has handled yet is kept for FAILED_JOBS_RETENTION_DAYS at least, whatever
     ``days`` says, unless ``include_recent_unhandled``. Returns how many were (or, in a dry run, would
-    be) deleted.
+    be) deleted. Rows go ``batch_size`` at a time, each batch in its own transaction; ``progress`` is
+    called with the number deleted so far after each.
     """
     now = now or timezone.now()
     retention = setting("FAILED_JOBS_RETENTION_DAYS")
@@ -396,7 +399,13 @@ def purge_old_jobs(
     )
     if dry_run:
         return unhandled.count() + handled.count()
-    return delete_jobs(unhandled) + delete_jobs(handled)
+    deleted = delete_jobs(unhandled, batch_size=batch_size, progress=progress)
+
+    def handled_progress(done: int) -> None:
+        if progress is not None:
+            progress(deleted + done)
+
+    return deleted + delete_jobs(handled, batch_size=batch_size, progress=handled_progress)
 
 
 def forget_dead_letter(broker: dramatiq.Broker, message: AnyMessage) -> None:
@@ -425,21 +434,31 @@ class ReconcileResult:
 
 
 def reconcile_dead_letters(
-    broker: RedisBroker | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
+    broker: RedisBroker | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
 ) -> ReconcileResult:
     """File every message in Redis's dead-letter queues that is not in FailedJob yet.
 
     Catches the failures whose recording failed (the database was down). An entry that cannot be
-    read or filed is logged and left in Redis; the others are recovered all the same.
+    read or filed is logged and left in Redis; the others are recovered all the same. ``progress``
+    is called with the number recovered so far after each batch.
     """
     broker = broker or cast(RedisBroker, dramatiq.get_broker())
     result = ReconcileResult()
     for key in broker.client.scan_iter(match=f"{broker.namespace}:*.XQ", count=1000):
-        reconcile_queue(broker.client, key.decode(), batch_size, result)
+        reconcile_queue(broker.client, key.decode(), batch_size, result, progress)
     return result
 
 
-def reconcile_queue(client: Redis, key: str, batch_size: int, result: ReconcileResult) -> None:
+def reconcile_queue(
+    client: Redis,
+    key: str,
+    batch_size: int,
+    result: ReconcileResult,
+    progress: Callable[[int], None] | None = None,
+) -> None:
     left_behind = 0  # entries that could not be recovered stay at the head of the sorted set
     while True:
         redis_ids = cast(list[bytes], client.zrange(key, left_behind, left_behind + batch_size - 1))
@@ -460,6 +479,8 @@ def reconcile_queue(client: Redis, key: str, batch_size: int, result: ReconcileR
             pipe.zrem(key, *done)
             pipe.hdel(f"{key}.msgs", *done)
             pipe.execute()
+        if progress is not None:
+            progress(result.recovered)
 
 
 def read_dead_letter(key: str, redis_id: bytes, blob: bytes | str | None) -> Message | None:

@@ -73,7 +73,9 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
         "masked_recipient",
         "status",
         "attempts",
+        "provider_message_id",
         "error_code",
+        "short_error",
         "created_at",
         "sent_at",
     )
@@ -169,7 +171,13 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
             ),
         )
 
-    @admin.display(description="last error, or why it was not sent")
+    @admin.display(description="last error")
+    def short_error(self, delivery):
+        """The last error's first line, masked and cut short; the whole of it is on the detail page."""
+        first_line = mask_text(delivery.last_error).partition("\n")[0]
+        return first_line if len(first_line) <= 80 else f"{first_line[:79]}…"
+
+    @admin.display(description="last error")
     def error(self, delivery):
         return format_html("<pre>{}</pre>", mask_text(delivery.last_error))
 

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 
 import dramatiq
 import redis
+import redis.sentinel
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers import redis as dramatiq_redis
 from dramatiq.common import compute_backoff, current_millis
@@ -135,11 +136,27 @@ class RedisBroker(dramatiq_redis.RedisBroker):
 
     ``speedups=False`` makes it Dramatiq's own broker apart from that; so does a Dramatiq whose private
     parts are not the ones this module knows, with a warning. ``self.speedups`` tells which it is.
+
+    ``sentinels`` (a list of (host, port)) puts it on the Redis master that those Sentinels name
+    ``sentinel_master``, followed across failovers; ``url`` then gives only the database, password
+    and TLS (see sentinel_client).
     """
 
-    def __init__(self, *, url: str | None = None, client=None, speedups: bool = True, **options) -> None:
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        client=None,
+        speedups: bool = True,
+        sentinels: list[tuple[str, int]] | None = None,
+        sentinel_master: str = "mymaster",
+        sentinel_password: str | None = None,
+        **options,
+    ) -> None:
         broker_options = {name: options.pop(name) for name in BROKER_OPTIONS if name in options}
-        if url is not None:
+        if sentinels:
+            client = sentinel_client(sentinels, sentinel_master, url, sentinel_password, **options)
+        elif url is not None:
             client = redis.Redis.from_url(url, **options)
         elif client is None:
             client = redis.Redis(**options)
@@ -207,6 +224,56 @@ class RedisBroker(dramatiq_redis.RedisBroker):
     def ack_group(self, queue_name: str) -> "AckGroup":
         with self.ack_groups_lock:
             return self.ack_groups.setdefault(queue_name, AckGroup(self, queue_name))
+
+
+def sentinel_client(
+    sentinels: list[tuple[str, int]],
+    master: str,
+    url: str | None = None,
+    sentinel_password: str | None = None,
+    **options,
+) -> redis.Redis:
+    """A client of the Redis master that ``sentinels`` know as ``master``.
+
+    Each new connection asks a Sentinel for the master's address, so after a failover the client
+    reconnects to the new master. ``url`` (redis://:password@ignored-host/3, rediss:// for TLS) gives
+    the master's database, credentials and TLS; its host and port are not used. The Sentinels get the
+    connection timeouts of ``options``, and ``sentinel_password`` when they require one.
+    """
+    master_options = {}
+    if url:
+        master_options = redis.connection.parse_url(url)
+        master_options.pop("host", None)
+        master_options.pop("port", None)
+        if master_options.pop("connection_class", None) is redis.SSLConnection:
+            master_options["ssl"] = True
+    master_options |= options
+    sentinel_options = {
+        name: options[name] for name in ("socket_connect_timeout", "socket_timeout") if name in options
+    }
+    if sentinel_password:
+        sentinel_options["password"] = sentinel_password
+    return redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_options).master_for(
+        master, **master_options
+    )
+
+
+def describe_client(client: redis.Redis) -> str:
+    """Where a Redis client connects, without its password: redis://host:port/db, or the Sentinels."""
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    database = kwargs.get("db", 0)
+    if isinstance(pool, redis.sentinel.SentinelConnectionPool):
+        sentinels = ",".join(
+            f"{sentinel.connection_pool.connection_kwargs.get('host')}:"
+            f"{sentinel.connection_pool.connection_kwargs.get('port')}"
+            for sentinel in pool.sentinel_manager.sentinels
+        )
+        return f"sentinel master {pool.service_name!r} via {sentinels}, database {database}"
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={database}"
+    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+    return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{database}"
 
 
 class AckGroup:

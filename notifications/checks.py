@@ -1,4 +1,9 @@
-"""System checks: tell operators at start-up which settings a channel is missing."""
+"""System checks.
+
+A channel missing a setting is a deployment check (``manage.py check --deploy``): a development
+checkout without Twilio would otherwise print the warning on every command. Each process says once
+at start which channels are configured (notifications.startup).
+"""
 
 from typing import Any
 
@@ -11,7 +16,7 @@ from .conf import setting
 from .exceptions import ChannelNotConfigured
 
 
-@checks.register(checks.Tags.compatibility)
+@checks.register(checks.Tags.compatibility, deploy=True)
 def check_channel_settings(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
     for channel in all_channels():
@@ -25,12 +30,10 @@ def check_channel_settings(app_configs: Any, **kwargs: Any) -> list[checks.Check
                     id=channel.check_id,
                 )
             )
-    if getattr(settings, "QUEUE_ENABLED", False) and not getattr(settings, "REDIS_URL", "x"):
-        messages.append(checks.Error("QUEUE_ENABLED is on but REDIS_URL is empty.", id="notifications.E001"))
     return messages
 
 
-@checks.register(checks.Tags.compatibility)
+@checks.register(checks.Tags.compatibility, deploy=True)
 def check_receipts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Twilio sends delivery receipts only to a public URL: without one, nothing is known past `sent`."""
     twilio_channels = [channel for channel in all_channels() if isinstance(channel, TwilioChannel)]
@@ -47,3 +50,10 @@ def check_receipts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             id="notifications.W003",
         )
     ]
+
+
+@checks.register(checks.Tags.compatibility)
+def check_queue_settings(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    if getattr(settings, "QUEUE_ENABLED", False) and not getattr(settings, "REDIS_URL", "x"):
+        return [checks.Error("QUEUE_ENABLED is on but REDIS_URL is empty.", id="notifications.E001")]
+    return []

@@ -18,6 +18,7 @@ from django.utils import timezone
 from dramatiq import Message
 
 from failedjobs import dispatch
+from failedjobs.progress import Progress
 
 from .conf import setting
 from .models import Delivery
@@ -43,14 +44,21 @@ def message_for(delivery: Delivery) -> Message:
     return actor.message(**delivery.payload()).copy(message_id=delivery.message_id)
 
 
-def dispatch_due(*, batch_size: int = DEFAULT_BATCH_SIZE) -> DispatchResult:
-    """Enqueue what is due, and what was lost; with the queue off, send it here."""
+def dispatch_due(*, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None) -> DispatchResult:
+    """Enqueue what is due, and what was lost; with the queue off, send it here.
+
+    ``progress`` is called with the number of rows dispatched so far after each batch.
+    """
     # One cutoff for the whole run: the rows it touches are not taken again.
     start, result = timezone.now(), DispatchResult()
     while taken := dispatch_batch(due(start), batch_size):
         result.due += taken
+        if progress:
+            progress(result.due)
     while taken := dispatch_batch(lost(start), batch_size):
         result.redriven += taken
+        if progress:
+            progress(result.due + result.redriven)
     # Not in a loop: these rows keep their status until a worker settles them.
     result.settled = dispatch_batch(stuck(start), batch_size, mark_queued=False)
     return result

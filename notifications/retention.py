@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from failedjobs.progress import Progress
+
 from .conf import setting
 from .models import Delivery, InAppNotification
 
@@ -53,12 +55,14 @@ def purge_notifications(
     now: datetime | None = None,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
 ) -> PurgeResult:
     """Delete final deliveries older than ``delivery_days`` and in-app notifications read more than
     ``read_inapp_days`` ago (defaults: the retention settings), ``batch_size`` rows a transaction.
 
     Returns how many of each were deleted, or with ``dry_run`` would be (counted, nothing deleted).
-    Raises ValueError for a negative number of days or a batch size below 1.
+    Raises ValueError for a negative number of days or a batch size below 1. ``progress`` is called
+    with the number of rows (of both kinds) deleted so far after each batch.
     """
     if delivery_days is None:
         delivery_days = setting("NOTIFICATIONS_DELIVERY_RETENTION_DAYS")
@@ -74,8 +78,15 @@ def purge_notifications(
     if dry_run:
         return PurgeResult(deliveries=deliveries.count(), read_inapp=inapp.count(), dry_run=True)
     # Notifications first: the deliveries' delete then has fewer of them to unlink.
-    read_inapp = delete_in_batches(inapp, batch_size)
-    return PurgeResult(deliveries=delete_in_batches(deliveries, batch_size), read_inapp=read_inapp)
+    read_inapp = delete_in_batches(inapp, batch_size, progress)
+
+    def deliveries_progress(done: int) -> None:
+        if progress:
+            progress(read_inapp + done)
+
+    return PurgeResult(
+        deliveries=delete_in_batches(deliveries, batch_size, deliveries_progress), read_inapp=read_inapp
+    )
 
 
 def check_days(days: object, name: str) -> None:
@@ -97,7 +108,7 @@ def old_read_inapp(cutoff: datetime) -> models.QuerySet[InAppNotification]:
     return InAppNotification.objects.filter(read_at__isnull=False, read_at__lt=cutoff)
 
 
-def delete_in_batches(rows: models.QuerySet, batch_size: int) -> int:
+def delete_in_batches(rows: models.QuerySet, batch_size: int, progress: Progress | None = None) -> int:
     """Delete ``rows`` in primary key order, ``batch_size`` a transaction; return how many went.
 
     Each batch locks its rows (skipping those locked elsewhere) with the query's conditions, so a
@@ -121,3 +132,5 @@ def delete_in_batches(rows: models.QuerySet, batch_size: int) -> int:
             _, per_model = model._default_manager.filter(pk__in=pks).only("pk").delete()
         deleted += per_model.get(model._meta.label, 0)
         after = pks[-1]
+        if progress:
+            progress(deleted)

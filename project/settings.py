@@ -10,7 +10,9 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+# Only when there is one: django-environ logs ".env not found" otherwise, in every process.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
 
 DEBUG = env.bool("DEBUG", default=False)
 # The development key is only for DEBUG=true (scripts/run); anything else must set its own.
@@ -32,7 +34,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 # Behind a proxy that terminates TLS: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https
-if "SECURE_PROXY_SSL_HEADER" in env:
+if env("SECURE_PROXY_SSL_HEADER", default=""):  # empty (as compose.yaml passes it when unset) is unset
     SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER"))
 
 INSTALLED_APPS = [
@@ -54,6 +56,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves STATIC_ROOT (collectstatic) from the WSGI process, so the admin has its CSS with DEBUG off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,7 +113,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names, compressed copies, and far-future cache headers from WhiteNoise.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # Email: EMAIL_URL (smtp://user:pass@host:port, smtp+tls://..., consolemail://) or the usual EMAIL_* settings.
 if "EMAIL_URL" in env:
@@ -166,6 +175,27 @@ def _redis_url():
 
 
 REDIS_URL = _redis_url()
+
+
+def redis_sentinels(value: str) -> list[tuple[str, int]]:
+    """REDIS_SENTINELS ("host:port,host:port", "[::1]:26379") as (host, port) pairs."""
+    sentinels = []
+    for address in filter(None, (part.strip() for part in value.split(","))):
+        host, separator, port = address.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not separator or not host or not port.isdigit():
+            raise ImproperlyConfigured(
+                f"REDIS_SENTINELS: {address!r} is not host:port "
+                "(e.g. REDIS_SENTINELS=10.0.0.1:26379,10.0.0.2:26379)."
+            )
+        sentinels.append((host, int(port)))
+    return sentinels
+
+
+# Sentinel: the broker asks these for the address of REDIS_SENTINEL_MASTER, and follows a failover.
+# REDIS_URL then gives the database, password and TLS; its host and port are not used.
+REDIS_SENTINELS = redis_sentinels(env("REDIS_SENTINELS", default=""))
+REDIS_SENTINEL_MASTER = env("REDIS_SENTINEL_MASTER", default="mymaster")
 
 # Off by default so that a fresh checkout runs without Redis; production sets QUEUE_ENABLED=true.
 QUEUE_ENABLED = env.bool("QUEUE_ENABLED", default=False)
@@ -239,6 +269,12 @@ DRAMATIQ_BROKER = {
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
 }
+if REDIS_SENTINELS:
+    DRAMATIQ_BROKER["OPTIONS"].update(
+        sentinels=REDIS_SENTINELS,
+        sentinel_master=REDIS_SENTINEL_MASTER,
+        sentinel_password=env("REDIS_SENTINEL_PASSWORD", default="") or None,
+    )
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 
 # Workers export Prometheus metrics on dramatiq_prom_host:dramatiq_prom_port, variables Dramatiq

@@ -4,3 +4,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 application = get_wsgi_application()
+
+from notifications.startup import log_mode  # noqa: E402  (after Django is set up)
+
+log_mode("web")

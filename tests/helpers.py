@@ -24,3 +24,11 @@ def wait_until(condition, timeout=15.0, interval=0.05, message="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
+
+
+def broker_speedups_off() -> bool:
+    """CI's second pass (REDIS_BROKER_SPEEDUPS=false): tests that do not depend on the broker's
+    variant (deployment files, scripts) run in the first pass only, to keep CI short."""
+    import os
+
+    return os.environ.get("REDIS_BROKER_SPEEDUPS", "true").lower() == "false"

@@ -47,3 +47,12 @@ NOTIFICATIONS_WHATSAPP_TEMPLATES = {
         ["appointment_confirmation", "appointment_reminder_day_before", "appointment_reminder_hour_before"]
     )
 }
+
+# The manifest storage needs collectstatic's manifest, which the tests do not build (except
+# tests/test_deployment.py, which runs collectstatic and gunicorn with the project's own settings).
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# WhiteNoise looks for files per request rather than warning at start that STATIC_ROOT is missing.
+WHITENOISE_AUTOREFRESH = True

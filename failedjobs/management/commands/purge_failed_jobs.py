@@ -4,12 +4,20 @@ from django.core.management.base import BaseCommand
 
 from failedjobs import services
 from failedjobs.conf import setting
+from failedjobs.progress import progress_printer
 
 
 def days(value: str) -> int:
     number = int(value)
     if number < 0:
         raise argparse.ArgumentTypeError(f"{value} is not a number of days (0 or more).")
+    return number
+
+
+def batch_size(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a batch size (1 or more rows).")
     return number
 
 
@@ -36,11 +44,25 @@ class Command(BaseCommand):
             "shorter; without it they are kept.",
         )
         parser.add_argument(
+            "--batch-size",
+            type=batch_size,
+            default=services.DEFAULT_BATCH_SIZE,
+            help=f"Rows deleted per transaction (default {services.DEFAULT_BATCH_SIZE}).",
+        )
+        parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
         )
 
-    def handle(self, *args, days, done_days, include_recent_unhandled, dry_run, **options):
+    def handle(
+        self, *args, days, done_days, include_recent_unhandled, batch_size, dry_run, verbosity, **options
+    ):
         deleted = services.purge_old_jobs(
-            days=days, done_days=done_days, include_recent_unhandled=include_recent_unhandled, dry_run=dry_run
+            days=days,
+            done_days=done_days,
+            include_recent_unhandled=include_recent_unhandled,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            progress=progress_printer(self, verbosity, "deleted"),
         )
-        self.stdout.write(f"Dry run: would have deleted {deleted}" if dry_run else f"deleted {deleted}")
+        if verbosity >= 1:
+            self.stdout.write(f"Dry run: would have deleted {deleted}" if dry_run else f"deleted {deleted}")

@@ -1,6 +1,16 @@
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 
 from failedjobs import services
+from failedjobs.progress import progress_printer
+
+
+def batch_size(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a batch size (1 or more messages).")
+    return number
 
 
 class Command(BaseCommand):
@@ -9,8 +19,18 @@ class Command(BaseCommand):
         "Exits 1 when some could not be recovered; the others are recovered all the same."
     )
 
-    def handle(self, *args, **options):
-        result = services.reconcile_dead_letters()
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--batch-size",
+            type=batch_size,
+            default=services.DEFAULT_BATCH_SIZE,
+            help=f"Dead letters read and filed at a time (default {services.DEFAULT_BATCH_SIZE}).",
+        )
+
+    def handle(self, *args, batch_size, verbosity, **options):
+        progress = progress_printer(self, verbosity, "recovered")
+        result = services.reconcile_dead_letters(batch_size=batch_size, progress=progress)
         if result.unreadable:
             raise CommandError(str(result))
-        self.stdout.write(str(result))
+        if verbosity >= 1:
+            self.stdout.write(str(result))

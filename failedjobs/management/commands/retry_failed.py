@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from failedjobs import services
+from failedjobs.progress import progress_printer
 
 
 def moment(value):
@@ -48,7 +49,13 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="Count what would be retried; send nothing."
         )
         parser.add_argument("--limit", type=positive, help="Retry at most this many jobs.")
-        parser.add_argument("--batch-size", type=positive, default=services.DEFAULT_BATCH_SIZE)
+        parser.add_argument(
+            "--batch-size",
+            type=positive,
+            default=services.DEFAULT_BATCH_SIZE,
+            help=f"Jobs marked and enqueued per transaction (default {services.DEFAULT_BATCH_SIZE}). "
+            "With the queue off, each job runs on its own.",
+        )
 
     def handle(
         self,
@@ -64,6 +71,7 @@ class Command(BaseCommand):
         dry_run,
         limit,
         batch_size,
+        verbosity,
         **options,
     ):
         if not (ids or queue or actor or signature or code or since or until or select_all):
@@ -80,6 +88,10 @@ class Command(BaseCommand):
             missing = set(ids) - set(jobs.values_list("pk", flat=True))
             if missing:
                 raise CommandError(f"No failed job with id {', '.join(map(str, sorted(missing)))}.")
-        result = services.retry_jobs(jobs, limit=limit, batch_size=batch_size, dry_run=dry_run)
-        prefix = "Dry run: would have " if dry_run else ""
-        self.stdout.write(f"{prefix}{result}")
+        progress = progress_printer(self, verbosity, "retried")
+        result = services.retry_jobs(
+            jobs, limit=limit, batch_size=batch_size, dry_run=dry_run, progress=progress
+        )
+        if verbosity >= 1:
+            prefix = "Dry run: would have " if dry_run else ""
+            self.stdout.write(f"{prefix}{result}")

@@ -2,6 +2,7 @@ import argparse
 
 from django.core.management.base import BaseCommand
 
+from failedjobs.progress import progress_printer
 from notifications import retention
 from notifications.conf import setting
 
@@ -58,11 +59,13 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
         )
 
-    def handle(self, *args, delivery_days, read_inapp_days, batch_size, dry_run, **options):
+    def handle(self, *args, delivery_days, read_inapp_days, batch_size, dry_run, verbosity, **options):
         result = retention.purge_notifications(
             delivery_days=delivery_days,
             read_inapp_days=read_inapp_days,
             batch_size=batch_size,
             dry_run=dry_run,
+            progress=progress_printer(self, verbosity, "deleted"),
         )
-        self.stdout.write(str(result))
+        if verbosity >= 1:
+            self.stdout.write(str(result))

@@ -6,6 +6,7 @@ import redis
 from django_dramatiq.management.commands.rundramatiq import Command as DramatiqCommand
 
 from notifications.broker import persistence_warnings
+from notifications.startup import log_mode
 
 logger = logging.getLogger("notifications.broker")
 
@@ -21,6 +22,7 @@ class Command(DramatiqCommand):
     """
 
     def handle(self, *args, **options):
+        log_mode("worker")
         warn_about_redis_persistence()
         os.environ.setdefault("PYTHONNODEBUGRANGES", "1")
         return super().handle(*args, **options)
