@@ -30,7 +30,12 @@ def python_blocks(text):
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
-SENDING = python_blocks(section("## Sending notifications"))
+#: The section's examples; a block that only sets a setting (WhatsApp templates) is not one.
+SENDING = [
+    block
+    for block in python_blocks(section("## Sending notifications"))
+    if not block.startswith("NOTIFICATIONS_")
+]
 
 
 def test_the_sending_section_has_its_three_examples():
@@ -110,8 +115,9 @@ OTHER_TOOLS = {
     "--pairs": ROOT / "bench/drain_pairs.py",
 }
 #: Options of programs outside this repository: pip, ruff, Docker's HEALTHCHECK, docker compose up,
-#: redis-server.
+#: redis-server, curl.
 EXTERNAL = {
+    *("--get", "--data-urlencode"),
     *("--no-deps", "--check"),
     *("--interval", "--timeout", "--retries", "--start-period"),
     *("--build", "--scale", "--sentinel"),
