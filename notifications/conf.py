@@ -27,6 +27,15 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_DELIVERY_RETENTION_DAYS": 180,
     # In-app notifications read this many days ago are purged; unread ones never.
     "NOTIFICATIONS_READ_INAPP_RETENTION_DAYS": 90,
+    # Circuit breakers (breaker.py): a provider's breaker opens after this many transient failures in
+    # a row (0: no breakers), the run counted within the window; it stays open this long, then probes.
+    "NOTIFICATIONS_BREAKER_THRESHOLD": 5,
+    "NOTIFICATIONS_BREAKER_WINDOW_S": 60.0,
+    "NOTIFICATIONS_BREAKER_OPEN_S": 30.0,
+    # Channel name to messages a second (any one second, all workers together), and to messages at
+    # once; a channel not named has no limit (limits.py).
+    "NOTIFICATIONS_RATE_LIMITS": {},
+    "NOTIFICATIONS_CONCURRENCY": {},
     "TWILIO_ACCOUNT_SID": "",
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_SMS_FROM": "",

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from . import breaker
 from .conf import setting
 from .models import Delivery
 
@@ -29,6 +30,7 @@ class PipelineCollector:
         yield self.deliveries()
         yield self.failed_jobs()
         yield self.dead_letters()
+        yield self.circuit_breakers()
 
     def deliveries(self):
         gauge = GaugeMetricFamily(
@@ -68,6 +70,27 @@ class PipelineCollector:
         for queue, count in dead_letter_counts():
             gauge.add_metric([queue], count)
         return gauge
+
+    def circuit_breakers(self):
+        gauge = GaugeMetricFamily(
+            "notifications_circuit_breaker_open",
+            "1 while a provider's circuit breaker holds its messages (open or forced open), "
+            "0.5 while half-open, 0 when closed.",
+            labels=["provider", "mode"],
+        )
+        for status in breaker_statuses():
+            value = {"open": 1.0, "half-open": 0.5}.get(status.state, 0.0)
+            gauge.add_metric([status.provider, status.mode], value)
+        return gauge
+
+
+def breaker_statuses():
+    if breaker.redis_client() is None:
+        return []
+    try:
+        return breaker.statuses()
+    except redis.RedisError:
+        return []
 
 
 def dead_letter_counts():

@@ -90,6 +90,7 @@ class TwilioChannel(BaseChannel):
 
     from_setting = ""
     address_prefix = ""
+    provider = "twilio"
 
     def check_configured(self) -> None:
         for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", self.from_setting):

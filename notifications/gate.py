@@ -1,0 +1,156 @@
+"""What stands between a worker and a provider: the provider's circuit breaker and the channel's limits.
+
+``deliver`` runs one delivery through them. A message that may not go now waits: the worker puts it
+back on the broker with a delay and acks it, keeping its retries and attempts as they were, so a
+message held through an outage or a burst neither fails nor spends an attempt. It needs Dramatiq's
+``CurrentMessage`` middleware (to know which message to put back); without it, and outside a worker
+(the queue off), deliveries are not held.
+"""
+
+import logging
+import random
+from functools import cache
+from typing import Any
+
+import dramatiq
+import redis
+from django.utils import timezone
+from dramatiq.middleware import CurrentMessage
+
+from . import breaker, limits
+from .channels import BaseChannel
+from .conf import setting
+from .exceptions import DeliveryError, TransientDeliveryError
+from .payload import Payload
+
+logger = logging.getLogger("notifications.delivery")
+
+#: A message held by a limit again and again waits up to this much longer, at random.
+MAX_SPREAD_MS = 16_000
+#: A message held by an open breaker waits until the probe is due, plus up to this, at random.
+BREAKER_SPREAD_MS = 1000
+
+
+class Held(Exception):
+    """The message may not go now: try again in ``delay`` ms, plus up to ``spread`` ms at random."""
+
+    def __init__(self, reason: str, delay: int, spread: int) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.spread = spread
+
+
+def deliver(channel: BaseChannel, payload: Payload) -> str | None:
+    """Deliver through the gate, or put the message back to wait; returns what ``channel.deliver`` does."""
+    message = CurrentMessage.get_current_message()
+    client = breaker.redis_client()
+    if message is None or client is None:
+        return channel.deliver(payload)
+    try:
+        return guarded(channel, payload, client, held_before=message.options.get("held", 0))
+    except Held as held:
+        hold(message, held)
+        still_waiting(payload["delivery_id"])
+        return None
+
+
+def guarded(
+    channel: BaseChannel, payload: Payload, client: redis.Redis, *, held_before: int = 0
+) -> str | None:
+    circuit = None
+    if channel.provider and breaker.enabled():
+        circuit = breaker.get_breaker(channel.provider, client)
+    probe = failing = False
+    if circuit is not None:
+        decision, delay, failing = circuit.check()
+        if decision == breaker.HOLD:
+            # Back about when the probe is due: the messages held come back together, once a period.
+            raise Held(f"the {channel.provider} circuit breaker is open", delay, BREAKER_SPREAD_MS)
+        probe = decision == breaker.PROBE
+    tokens: list[tuple[limits.Limit, str]] = []
+    try:
+        for limit in channel_limits(channel.name, client):
+            token, wait = limit.acquire()
+            if token is None:
+                # A crowd over a limit spreads out more each time, so that it does not churn.
+                spread = min(MAX_SPREAD_MS, 250 * 2 ** min(held_before, 10))
+                raise Held(f"over the {channel.name} limit of {limit.limit}", wait, spread)
+            tokens.append((limit, token))
+        return delivered(channel, payload, circuit, probe=probe, failing=failing)
+    except Held:
+        if probe and circuit is not None:
+            circuit.release_probe()
+        raise
+    finally:
+        for limit, token in tokens:
+            limit.release(token)
+
+
+def delivered(
+    channel: BaseChannel,
+    payload: Payload,
+    circuit: breaker.CircuitBreaker | None,
+    *,
+    probe: bool,
+    failing: bool,
+) -> str | None:
+    """Deliver, and tell the breaker whether the provider answered."""
+    if circuit is None:
+        return channel.deliver(payload)
+    try:
+        provider_message_id = channel.deliver(payload)
+    except DeliveryError as error:
+        if isinstance(error, TransientDeliveryError) and error.provider:
+            circuit.failed(probe=probe)
+        elif error.provider and (probe or failing):
+            circuit.answered()
+        elif probe:
+            circuit.release_probe()
+        raise
+    except BaseException:
+        if probe:
+            circuit.release_probe()
+        raise
+    if provider_message_id is not None and (probe or failing):
+        circuit.answered()
+    elif probe:
+        circuit.release_probe()
+    return provider_message_id
+
+
+@cache
+def _limits(channel_name: str, client_id: int, client: Any) -> list[limits.Limit]:
+    return limits.channel_limits(client, channel_name)
+
+
+def channel_limits(channel_name: str, client: redis.Redis) -> list[limits.Limit]:
+    return _limits(channel_name, id(client), client)
+
+
+def hold(message: Any, held: Held) -> None:
+    """Put the message back with a delay: same id, same retries, the attempt not counted."""
+    options = message.options
+    times = options.get("held", 0) + 1
+    options["held"] = times
+    # FailedJobMiddleware counted this run as an attempt; it was not one.
+    if options.get("attempts"):
+        options["attempts"] -= 1
+    delay = held.delay + random.randint(0, held.spread)
+    logger.debug("Message %s waits %s ms: %s.", message.message_id, delay, held)
+    dramatiq.get_broker().enqueue(message, delay=delay)
+
+
+def still_waiting(delivery_id: int) -> None:
+    """Touch the row, so that the dispatcher does not take a message held for long for a lost one."""
+    from .models import Delivery
+
+    Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.QUEUED).update(updated_at=timezone.now())
+
+
+def configured() -> bool:
+    """True when a breaker or a limit is on, so that deliveries may be held."""
+    return (
+        breaker.enabled()
+        or bool(setting("NOTIFICATIONS_RATE_LIMITS"))
+        or bool(setting("NOTIFICATIONS_CONCURRENCY"))
+    )
