@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 POSTGRES = "postgres://postgres@127.0.0.1:5432"
-DATABASE = "notifications_bench"
+#: BENCH_DATABASE picks another, so that two people benchmarking on one server do not share tables.
+DATABASE = os.environ.get("BENCH_DATABASE", "notifications_bench")
 #: W4's million rows live in their own database, so that W2 and W3 (which empty FailedJob) keep them.
 ADMIN_DATABASE = "notifications_bench_admin"
 #: W8's million deliveries, kept between runs like W4's rows.

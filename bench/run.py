@@ -1,6 +1,7 @@
 """Benchmarks of the notification pipeline on real Redis and PostgreSQL.
 
-    .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4 W8 W8-call] [--quick]
+    .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4 W5 W7 W8 W8-call]
+                                    [--quick]
                                     [--reset] [--repeat N]
 
 Prints one JSON line per measurement, then a table of the figures beside their targets (with
@@ -34,6 +35,10 @@ FULL_SIZES = {
     "W4": 1_000_000,
     "W8": (1_000_000, 10_000),
     "W8-call": 5000,
+    # SMS queued, in-app notifications drained, outage seconds, NOTIFICATIONS_BREAKER_OPEN_S.
+    "W5": (1000, 5000, 60, 10),
+    # SMS in the burst, NOTIFICATIONS_RATE_LIMITS' SMS rate.
+    "W7": (2000, 50),
 }
 #: --quick: every N divided by 10.
 QUICK_SIZES = {
@@ -47,8 +52,11 @@ QUICK_SIZES = {
     "W4": 100_000,
     "W8": (100_000, 1000),
     "W8-call": 500,
+    "W5": (100, 1000, 20, 5),
+    "W7": (200, 50),
 }
-WORKLOADS = ("W1", "W1-bare", "W1-noop", "W2", "W2-bare", "W3", "W4", "W8", "W8-call")
+#: W5 also measures W6 (the recovery after its outage).
+WORKLOADS = ("W1", "W1-bare", "W1-noop", "W2", "W2-bare", "W3", "W4", "W5", "W7", "W8", "W8-call")
 #: The databases a workload uses, when not only harness.DATABASE. The first database of the first
 #: workload run is Django's default connection; the others are reached with harness.using_database.
 WORKLOAD_DATABASES = {
@@ -72,6 +80,8 @@ TARGETS = {
     ("W4", "detail_ms"): ("<=", 200),
     ("W8", "dispatch_s"): ("<=", 2.0),
     ("W8", "uses_delivery_due"): ("==", True),
+    ("W5", "storm_to_alone"): (">=", 0.8),
+    ("W5", "failed_jobs_in_outage"): ("==", 0),
 }
 
 
@@ -103,6 +113,10 @@ def run_workload(name, sizes, reset):
         return workloads.w2_bare(sizes["W2-bare"])
     if name == "W3":
         return workloads.w3(sizes["W3"])
+    if name == "W5":
+        return workloads.w5_w6(*sizes["W5"])
+    if name == "W7":
+        return workloads.w7(*sizes["W7"])
     if name == "W8":
         return workloads.w8(*sizes["W8"], reset=reset)
     if name == "W8-call":
@@ -139,7 +153,19 @@ def checks(line, figure, value, bare):
     key = (line["workload"], figure)
     found = []
     if figure == "failed_jobs":
-        found.append((f"== {line['n']}", value == line["n"]))
+        # W2's storms end in FailedJob; the breaker's and the limits' workloads must end in none.
+        expected = line["n"] if line["workload"].startswith("W2") else 0
+        found.append((f"== {expected}", value == expected))
+    if key == ("W5", "twilio_requests_in_outage"):
+        # The threshold, what the 8 threads had in flight, and one probe a period: a handful.
+        handful = 5 + 8 + line["outage_s"] // line["probe_interval_s"]
+        found.append(compare(value, "<=", handful, " (threshold + threads + probes)"))
+    if key == ("W6", "first_sent_after_s"):
+        found.append(compare(value, "<=", line["probe_interval_s"] + 1.0, " (probe interval + 1 s)"))
+    if key == ("W7", "max_in_any_second"):
+        found.append(compare(value, "<=", line["limit_per_s"], " (the limit)"))
+    if key == ("W7", "sent"):
+        found.append(compare(value, "==", line["n"]))
     if key in TARGETS:
         found.append(compare(value, *TARGETS[key]))
     if key == ("W1", "jobs_per_s") and bare is not None:

@@ -125,8 +125,9 @@ class CircuitBreaker:
             logger.warning("Circuit breaker %s is half-open: one message goes as the probe.", self.provider)
         return decision, PROBE_WAIT_MS if delay < 0 else int(delay), bool(failing)
 
-    def failed(self, *, probe: bool) -> None:
-        """A transient failure of the provider: one more in the run, or the probe failed."""
+    def failed(self, *, probe: bool) -> bool:
+        """A transient failure of the provider: one more in the run, or the probe failed. True when
+        the breaker is open now."""
         threshold = setting("NOTIFICATIONS_BREAKER_THRESHOLD")
         window_ms = int(setting("NOTIFICATIONS_BREAKER_WINDOW_S") * 1000)
         open_s = setting("NOTIFICATIONS_BREAKER_OPEN_S")
@@ -143,6 +144,7 @@ class CircuitBreaker:
             )
         elif change == "reopened":
             logger.warning("Circuit breaker %s: the probe failed; open for %s s more.", self.provider, open_s)
+        return change != "closed"
 
     def answered(self) -> None:
         """The provider answered (accepted the message, or refused it for good): closed, run ended."""

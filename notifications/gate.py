@@ -9,6 +9,7 @@ message held through an outage or a burst neither fails nor spends an attempt. I
 
 import logging
 import random
+import time
 from functools import cache
 from typing import Any
 
@@ -49,8 +50,8 @@ def deliver(channel: BaseChannel, payload: Payload) -> str | None:
     try:
         return guarded(channel, payload, client, held_before=message.options.get("held", 0))
     except Held as held:
+        still_waiting(message, payload["delivery_id"])
         hold(message, held)
-        still_waiting(payload["delivery_id"])
         return None
 
 
@@ -101,7 +102,10 @@ def delivered(
         provider_message_id = channel.deliver(payload)
     except DeliveryError as error:
         if isinstance(error, TransientDeliveryError) and error.provider:
-            circuit.failed(probe=probe)
+            if circuit.failed(probe=probe) and error.delay is None:
+                # Its retry comes when the probe is due, not after a backoff that may outlast the outage.
+                open_ms = int(setting("NOTIFICATIONS_BREAKER_OPEN_S") * 1000)
+                error.delay = open_ms + random.randint(0, BREAKER_SPREAD_MS)
         elif error.provider and (probe or failing):
             circuit.answered()
         elif probe:
@@ -140,11 +144,17 @@ def hold(message: Any, held: Held) -> None:
     dramatiq.get_broker().enqueue(message, delay=delay)
 
 
-def still_waiting(delivery_id: int) -> None:
-    """Touch the row, so that the dispatcher does not take a message held for long for a lost one."""
+def still_waiting(message: Any, delivery_id: int) -> None:
+    """Touch the row now and then, so that the dispatcher does not take a message held for long for a
+    lost one (it looks for queued rows untouched for NOTIFICATIONS_REDRIVE_AFTER_S)."""
     from .models import Delivery
 
+    now_ms = int(time.time() * 1000)
+    touched_ms = message.options.get("row_touched_at") or message.message_timestamp
+    if now_ms - touched_ms < setting("NOTIFICATIONS_REDRIVE_AFTER_S") * 1000 / 2:
+        return
     Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.QUEUED).update(updated_at=timezone.now())
+    message.options["row_touched_at"] = now_ms
 
 
 def configured() -> bool:

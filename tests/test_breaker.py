@@ -48,10 +48,12 @@ def test_breaker_opens_after_the_threshold_and_holds_messages_without_spending_a
     deliveries = send_sms(12)
 
     wait_until(lambda: twilio_state() == "open", message="the breaker to open")
-    wait_until(
-        lambda: sum(1 for m in waiting_messages(redis_broker.client) if m["options"].get("held")) == 12,
-        message="all 12 held",
-    )
+
+    def all_waiting():
+        options = [m["options"] for m in waiting_messages(redis_broker.client)]
+        return len(options) == 12 and all(o.get("held") or o.get("retries") for o in options) and options
+
+    held = wait_until(all_waiting, message="all 12 waiting in Redis")
     seen = fake_twilio.requests_seen
     time.sleep(0.5)
 
@@ -61,12 +63,14 @@ def test_breaker_opens_after_the_threshold_and_holds_messages_without_spending_a
     assert FailedJob.objects.count() == 0
     rows = Delivery.objects.filter(pk__in=[d.pk for d in deliveries])
     assert set(rows.values_list("status", flat=True)) == {Delivery.Status.QUEUED}
-    held = [message["options"] for message in waiting_messages(redis_broker.client)]
-    assert all(options.get("held") for options in held), "each carries the count of its holds"
     # A hold spends nothing: the attempts and retries counted are the failures there really were.
     assert sum(options.get("retries", 0) for options in held) == seen
     assert all(options.get("attempts", 0) == options.get("retries", 0) for options in held)
     assert sum(rows.values_list("attempts", flat=True)) == seen
+    assert sum(1 for options in held if options.get("held")) >= 12 - seen
+    # A message that failed once the breaker was open comes back when the probe is due (60 s).
+    now_ms = time.time() * 1000
+    assert any(options["eta"] - now_ms > 50_000 for options in held if options.get("retries"))
     assert any("opened after 3 transient failures" in record.getMessage() for record in caplog.records)
 
 
@@ -245,3 +249,19 @@ def test_the_rate_limit_holds_across_two_workers(worker_process, fake_twilio):
     assert FailedJob.objects.count() == 0
     assert {d.attempts for d in Delivery.objects.filter(pk__in=[d.pk for d in deliveries])} == {1}
     assert "Traceback" not in first.log() + second.log()
+
+
+def test_a_message_held_long_touches_its_row_so_the_dispatcher_leaves_it(
+    breakers_on, fake_twilio, worker, redis_broker
+):
+    breakers_on.NOTIFICATIONS_BREAKER_OPEN_S = 0.2
+    breakers_on.NOTIFICATIONS_REDRIVE_AFTER_S = 0.5  # held this long: the row is touched
+    breaker.get_breaker("twilio").force("open")
+    [delivery] = send_sms(1)
+
+    wait_until(
+        lambda: Delivery.objects.get(pk=delivery.pk).updated_at > delivery.updated_at,
+        message="the held delivery's row touched",
+    )
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.QUEUED
+    assert fake_twilio.requests_seen == 0
