@@ -265,3 +265,21 @@ def test_a_message_held_long_touches_its_row_so_the_dispatcher_leaves_it(
     )
     assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.QUEUED
     assert fake_twilio.requests_seen == 0
+
+
+def test_check_warns_when_breakers_cannot_hold_without_current_message(settings):
+    from notifications.checks import check_breaker_middleware
+
+    settings.QUEUE_ENABLED = True
+    settings.NOTIFICATIONS_BREAKER_THRESHOLD = 5
+    middleware = settings.DRAMATIQ_BROKER["MIDDLEWARE"]
+    assert check_breaker_middleware(None) == []
+
+    without = [name for name in middleware if name != "dramatiq.middleware.CurrentMessage"]
+    settings.DRAMATIQ_BROKER = {**settings.DRAMATIQ_BROKER, "MIDDLEWARE": without}
+    [warning] = check_breaker_middleware(None)
+    assert warning.id == "notifications.W010"
+    assert "CurrentMessage" in warning.hint
+
+    settings.NOTIFICATIONS_BREAKER_THRESHOLD = 0  # nothing to hold: nothing to say
+    assert check_breaker_middleware(None) == []
