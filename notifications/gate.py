@@ -122,13 +122,18 @@ def delivered(
     return provider_message_id
 
 
-@cache
-def _limits(channel_name: str, client_id: int, client: Any) -> list[limits.Limit]:
-    return limits.channel_limits(client, channel_name)
-
-
 def channel_limits(channel_name: str, client: redis.Redis) -> list[limits.Limit]:
-    return _limits(channel_name, id(client), client)
+    concurrency = setting("NOTIFICATIONS_CONCURRENCY").get(channel_name)
+    rate = setting("NOTIFICATIONS_RATE_LIMITS").get(channel_name)
+    if not concurrency and not rate:
+        return []
+    return configured_limits(channel_name, concurrency, rate, client)
+
+
+@cache
+def configured_limits(channel_name: str, concurrency: int | None, rate: int | None, client: Any) -> list:
+    """One set of Limit objects (and their registered scripts) per configuration."""
+    return limits.channel_limits(client, channel_name, concurrency=concurrency, rate=rate)
 
 
 def hold(message: Any, held: Held) -> None:

@@ -73,13 +73,13 @@ class Limit:
         self.release_script(keys=[self.key], args=[self.window_ms, token])
 
 
-def channel_limits(client: redis.Redis, channel: str) -> list[Limit]:
-    """The limits configured for a channel: its concurrency first, then its rate."""
+def channel_limits(
+    client: redis.Redis, channel: str, *, concurrency: int | None, rate: int | None
+) -> list[Limit]:
+    """A channel's limits (NOTIFICATIONS_CONCURRENCY's, then NOTIFICATIONS_RATE_LIMITS')."""
     limits = []
-    concurrency = setting("NOTIFICATIONS_CONCURRENCY").get(channel)
     if concurrency:
         limits.append(Limit(client, f"{channel}:concurrency", int(concurrency)))
-    rate = setting("NOTIFICATIONS_RATE_LIMITS").get(channel)
     if rate:
         limits.append(Limit(client, f"{channel}:rate", int(rate), window_ms=1000))
     return limits

@@ -283,3 +283,22 @@ def test_check_warns_when_breakers_cannot_hold_without_current_message(settings)
 
     settings.NOTIFICATIONS_BREAKER_THRESHOLD = 0  # nothing to hold: nothing to say
     assert check_breaker_middleware(None) == []
+
+
+def test_a_concurrency_limit_keeps_one_sms_at_a_time_at_twilio(settings, fake_twilio, worker):
+    settings.NOTIFICATIONS_CONCURRENCY = {"sms": 1}
+    arrivals = []
+    fake_twilio.on_request = lambda: arrivals.append(time.monotonic())
+    fake_twilio.delay_next(0.2, times=5)
+    deliveries = send_sms(5)
+
+    wait_until(
+        lambda: Delivery.objects.filter(status=Delivery.Status.SENT).count() == 5,
+        timeout=30,
+        message="5 SMS sent",
+    )
+
+    gaps = [later - earlier for earlier, later in zip(sorted(arrivals), sorted(arrivals)[1:], strict=False)]
+    assert len(arrivals) == 5
+    assert min(gaps) >= 0.19  # each waited for the one before to be answered
+    assert {d.attempts for d in Delivery.objects.filter(pk__in=[d.pk for d in deliveries])} == {1}
