@@ -36,7 +36,7 @@ FULL_SIZES = {
     "W8": (1_000_000, 10_000),
     "W8-call": 5000,
     # SMS queued, in-app notifications drained, outage seconds, NOTIFICATIONS_BREAKER_OPEN_S.
-    "W5": (1000, 5000, 60, 10),
+    "W5": (1000, 10_000, 60, 30),
     # SMS in the burst, NOTIFICATIONS_RATE_LIMITS' SMS rate.
     "W7": (2000, 50),
 }
@@ -81,6 +81,7 @@ TARGETS = {
     ("W8", "dispatch_s"): ("<=", 2.0),
     ("W8", "uses_delivery_due"): ("==", True),
     ("W5", "storm_to_alone"): (">=", 0.8),
+    ("W5", "storm_to_alone_by_cpu"): (">=", 0.8),
     ("W5", "failed_jobs_in_outage"): ("==", 0),
 }
 

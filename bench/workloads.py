@@ -236,14 +236,14 @@ def w5_w6(n_sms, n_in_app, outage_s, probe_s):
     twilio = FakeTwilio().start()
     env = bench_env(NOTIFICATIONS_BREAKER_OPEN_S=probe_s, TWILIO_API_BASE_URL=twilio.url)
     try:
-        alone_before = in_app_drain_rate(service, user, n_in_app, env, "w5-alone")
+        alone_before, cpu_before = in_app_drain_rate(service, user, n_in_app, env, "w5-alone")
         empty_tables(Delivery, InAppNotification, FailedJob)
         flush_redis()
         twilio.fail_always(500, 20500)
         enqueue_sms(n_sms, "Outage")
         enqueue_in_app(service, user, n_in_app)
         with Worker(RUNDRAMATIQ, env, "w5-storm-worker.log") as worker:
-            during = drain_rate(worker, n_in_app)
+            during, cpu_during = drain_rate(worker, n_in_app)
             sleep_until(worker.started_at + outage_s)
             requests, failed = twilio.requests_seen, FailedJob.objects.count()
             twilio.reset()
@@ -252,10 +252,10 @@ def w5_w6(n_sms, n_in_app, outage_s, probe_s):
             first_sent_s = wait_for_count(sent, 1, worker) - (back - worker.started_at)
             recovery_s = wait_for_count(sent, n_sms, worker) - (back - worker.started_at)
         attempts = sum(Delivery.objects.filter(channel="sms").values_list("attempts", flat=True))
-        alone_after = in_app_drain_rate(service, user, n_in_app, env, "w5-alone-after")
+        alone_after, cpu_after = in_app_drain_rate(service, user, n_in_app, env, "w5-alone-after")
     finally:
         twilio.stop()
-    alone = (alone_before + alone_after) / 2
+    alone, cpu_alone = (alone_before + alone_after) / 2, (cpu_before + cpu_after) / 2
     return [
         {
             "workload": "W5",
@@ -264,11 +264,19 @@ def w5_w6(n_sms, n_in_app, outage_s, probe_s):
             "in_app_alone_per_s": round(alone),
             "in_app_during_storm_per_s": round(during),
             "storm_to_alone": round(during / alone, 2),
+            "cpu_ms_per_in_app_alone": round(cpu_alone, 3),
+            "cpu_ms_per_in_app_during_storm": round(cpu_during, 3),
+            "storm_to_alone_by_cpu": round(cpu_alone / max(cpu_during, 0.001), 2),
             "outage_s": outage_s,
             "probe_interval_s": probe_s,
             "twilio_requests_in_outage": requests,
             "failed_jobs_in_outage": failed,
-            "info": {"alone_before_per_s": round(alone_before), "alone_after_per_s": round(alone_after)},
+            "info": {
+                "alone_before_per_s": round(alone_before),
+                "alone_after_per_s": round(alone_after),
+                "cpu_ms_alone_before": cpu_before,
+                "cpu_ms_alone_after": cpu_after,
+            },
         },
         {
             "workload": "W6",
@@ -294,14 +302,15 @@ def in_app_drain_rate(service, user, n, env, name):
 
 
 def drain_rate(worker, n):
-    """In-app notifications a second, from the first row written to the last (rows' own times)."""
+    """In-app notifications a second, from the first row written to the last (rows' own times), and the
+    worker's CPU ms per in-app notification over the same stretch (whatever else it did meanwhile)."""
     from django.db.models import Max, Min
 
     from notifications.models import InAppNotification
 
-    wait_for_count(InAppNotification.objects.count, n, worker)
+    _, _, cpu_ms = timed_drain(worker, InAppNotification.objects.count, n)
     span = InAppNotification.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
-    return (n - 1) / max((span["last"] - span["first"]).total_seconds(), 0.001)
+    return (n - 1) / max((span["last"] - span["first"]).total_seconds(), 0.001), cpu_ms
 
 
 def w7(n, rate):

@@ -17,6 +17,7 @@ flight).
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,10 @@ MODES = ("auto", "open", "closed")
 GO, PROBE, HOLD = "go", "probe", "hold"
 #: While a probe is in flight, the others wait this long (ms) before they look again.
 PROBE_WAIT_MS = 1000
+#: A process that found the breaker open believes it for up to this long (ms) without asking Redis
+#: again: a crowd of held messages costs one round trip a second, and an operator's --close is seen
+#: within a second.
+LOCAL_MEMORY_MS = 1000
 
 # KEYS: mode, open, tripped, probe, failures. ARGV: open_ms, probe_ttl_ms. Returns the decision, the
 # delay (-1: while the probe is in flight) and whether a run of failures is under way.
@@ -109,6 +114,9 @@ class CircuitBreaker:
         self.check_script = client.register_script(CHECK)
         self.failure_script = client.register_script(FAILURE)
         self.answered_script = client.register_script(ANSWERED)
+        # What this process last heard of an open breaker: until when to hold without asking Redis
+        # (time.monotonic()), and until when the breaker said to hold.
+        self.ask_again_at = self.hold_until = 0.0
 
     def key_list(self, *names: str) -> list[str]:
         return [self.keys[name] for name in names]
@@ -116,11 +124,17 @@ class CircuitBreaker:
     def check(self) -> tuple[str, int, bool]:
         """(GO, 0, _), (PROBE, 0, _): this attempt is the probe, or (HOLD, ms to wait, _); the last
         item says whether a run of failures is under way (an answer must then end it)."""
+        now = time.monotonic()
+        if now < self.ask_again_at:
+            return HOLD, max(1, int((self.hold_until - now) * 1000)), True
         open_ms = setting("NOTIFICATIONS_BREAKER_OPEN_S") * 1000
         probe_ttl_ms = setting("NOTIFICATIONS_TIME_LIMIT_MS")
         keys = self.key_list("mode", "open", "tripped", "probe", "failures")
         decision, delay, failing = self.check_script(keys=keys, args=[int(open_ms), probe_ttl_ms])
         decision = decision.decode()
+        if decision == HOLD and delay > 0:
+            self.ask_again_at = now + min(delay, LOCAL_MEMORY_MS) / 1000
+            self.hold_until = now + delay / 1000
         if decision == PROBE:
             logger.warning("Circuit breaker %s is half-open: one message goes as the probe.", self.provider)
         return decision, PROBE_WAIT_MS if delay < 0 else int(delay), bool(failing)
@@ -177,6 +191,7 @@ class CircuitBreaker:
         """Force the breaker "open" or "closed", or give it back to the automatic mode ("auto")."""
         if mode not in MODES:
             raise ValueError(f"Unknown circuit breaker mode {mode!r}; use one of: {', '.join(MODES)}.")
+        self.ask_again_at = 0.0
         with self.client.pipeline() as pipe:
             if mode == "auto":
                 pipe.delete(self.keys["mode"])

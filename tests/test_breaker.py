@@ -75,11 +75,12 @@ def test_breaker_opens_after_the_threshold_and_holds_messages_without_spending_a
 
 
 def test_breaker_half_opens_probes_and_closes_by_itself(breakers_on, fake_twilio, worker, caplog):
-    breakers_on.NOTIFICATIONS_BREAKER_OPEN_S = 0.5
+    breakers_on.NOTIFICATIONS_BREAKER_OPEN_S = 1.0
     caplog.set_level(logging.WARNING, logger="notifications.breaker")
     fake_twilio.fail_always(500, 20500)
     deliveries = send_sms(10)
     wait_until(lambda: twilio_state() == "open", message="the breaker to open")
+    time.sleep(0.3)  # the requests in flight when it opened are refused too
 
     fake_twilio.reset()  # the provider is back
     wait_until(
