@@ -18,6 +18,8 @@ import redis
 from django.utils import timezone
 from dramatiq.middleware import CurrentMessage
 
+from failedjobs.dispatch import running_here
+
 from . import breaker, limits
 from .channels import BaseChannel
 from .conf import setting
@@ -45,7 +47,8 @@ def deliver(channel: BaseChannel, payload: Payload) -> str | None:
     """Deliver through the gate, or put the message back to wait; returns what ``channel.deliver`` does."""
     message = CurrentMessage.get_current_message()
     client = breaker.redis_client()
-    if message is None or client is None:
+    # Only a worker running this very message holds it; a synchronous run goes straight through.
+    if message is None or client is None or message.actor_name != channel.actor_name or running_here():
         return channel.deliver(payload)
     try:
         return guarded(channel, payload, client, held_before=message.options.get("held", 0))

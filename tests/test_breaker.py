@@ -18,6 +18,12 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def fresh_breakers(monkeypatch):
+    """Each process remembers an open breaker for a second: not from one test into the next."""
+    monkeypatch.setattr(breaker, "_breakers", {})
+
+
 @pytest.fixture
 def breakers_on(settings):
     settings.NOTIFICATIONS_BREAKER_THRESHOLD = 3
