@@ -1,8 +1,7 @@
 """Benchmarks of the notification pipeline on real Redis and PostgreSQL.
 
-    .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4 W5 W7 W8 W8-call]
-                                    [--quick]
-                                    [--reset] [--repeat N]
+    .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4 W5 W5-hold W7 W8 W8-call]
+                                    [--quick] [--reset] [--repeat N]
 
 Prints one JSON line per measurement, then a table of the figures beside their targets (with
 --repeat, the workloads run N times in turn and the table shows the median of each figure). It never
@@ -37,6 +36,7 @@ FULL_SIZES = {
     "W8-call": 5000,
     # SMS queued, in-app notifications drained, outage seconds, NOTIFICATIONS_BREAKER_OPEN_S.
     "W5": (1000, 10_000, 60, 30),
+    "W5-hold": 3000,
     # SMS in the burst, NOTIFICATIONS_RATE_LIMITS' SMS rate.
     "W7": (2000, 50),
 }
@@ -53,10 +53,11 @@ QUICK_SIZES = {
     "W8": (100_000, 1000),
     "W8-call": 500,
     "W5": (100, 1000, 20, 5),
+    "W5-hold": 300,
     "W7": (200, 50),
 }
 #: W5 also measures W6 (the recovery after its outage).
-WORKLOADS = ("W1", "W1-bare", "W1-noop", "W2", "W2-bare", "W3", "W4", "W5", "W7", "W8", "W8-call")
+WORKLOADS = ("W1", "W1-bare", "W1-noop", "W2", "W2-bare", "W3", "W4", "W5", "W5-hold", "W7", "W8", "W8-call")
 #: The databases a workload uses, when not only harness.DATABASE. The first database of the first
 #: workload run is Django's default connection; the others are reached with harness.using_database.
 WORKLOAD_DATABASES = {
@@ -116,6 +117,8 @@ def run_workload(name, sizes, reset):
         return workloads.w3(sizes["W3"])
     if name == "W5":
         return workloads.w5_w6(*sizes["W5"])
+    if name == "W5-hold":
+        return workloads.w5_hold(sizes["W5-hold"])
     if name == "W7":
         return workloads.w7(*sizes["W7"])
     if name == "W8":

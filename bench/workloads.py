@@ -290,6 +290,33 @@ def w5_w6(n_sms, n_in_app, outage_s, probe_s):
     ]
 
 
+def w5_hold(n):
+    """n SMS with the Twilio breaker forced open: the worker's CPU for putting each one back to wait."""
+    import dramatiq
+
+    from notifications import breaker
+    from notifications.models import Delivery
+
+    empty_tables(Delivery)
+    flush_redis()
+    enqueue_sms(n, "Held")
+    client = dramatiq.get_broker().client
+    breaker.get_breaker("twilio", client).force("open")
+    held = lambda: client.hlen("dramatiq:sms.DQ.msgs")  # noqa: E731
+    env = bench_env(NOTIFICATIONS_BREAKER_OPEN_S=300)
+    with Worker(RUNDRAMATIQ, env, "w5-hold-worker.log") as worker:
+        boot_s, held_s, cpu_ms = timed_drain(worker, held, n)
+    return [
+        {
+            "workload": "W5-hold",
+            "n": n,
+            "held": held(),
+            "cpu_ms_per_hold": cpu_ms,
+            "info": {"worker_boot_s": round(boot_s, 3), "held_s": round(held_s - boot_s, 3)},
+        }
+    ]
+
+
 def in_app_drain_rate(service, user, n, env, name):
     from failedjobs.models import FailedJob
     from notifications.models import Delivery, InAppNotification
