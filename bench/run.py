@@ -1,7 +1,7 @@
 """Benchmarks of the notification pipeline on real Redis and PostgreSQL.
 
-    .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4 W8 W8-call W14] [--quick]
-                                    [--reset] [--repeat N]
+    .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4 W5 W5-hold W7 W8 W8-call
+                                   W14] [--quick] [--reset] [--repeat N]
 
 Prints one JSON line per measurement, then a table of the figures beside their targets (with
 --repeat, the workloads run N times in turn and the table shows the median of each figure). It never
@@ -35,6 +35,11 @@ FULL_SIZES = {
     "W8": (1_000_000, 10_000),
     "W8-call": 5000,
     "W14": 5000,
+    # SMS queued, in-app notifications drained, outage seconds, NOTIFICATIONS_BREAKER_OPEN_S.
+    "W5": (1000, 10_000, 60, 30),
+    "W5-hold": 3000,
+    # SMS in the burst, NOTIFICATIONS_RATE_LIMITS' SMS rate.
+    "W7": (2000, 50),
 }
 #: --quick: every N divided by 10.
 QUICK_SIZES = {
@@ -49,8 +54,15 @@ QUICK_SIZES = {
     "W8": (100_000, 1000),
     "W8-call": 500,
     "W14": 500,
+    "W5": (100, 1000, 20, 5),
+    "W5-hold": 300,
+    "W7": (200, 50),
 }
-WORKLOADS = ("W1", "W1-bare", "W1-noop", "W2", "W2-bare", "W3", "W4", "W8", "W8-call", "W14")
+#: W5 also measures W6 (the recovery after its outage).
+WORKLOADS = (
+    *("W1", "W1-bare", "W1-noop", "W2", "W2-bare", "W3", "W4"),
+    *("W5", "W5-hold", "W7", "W8", "W8-call", "W14"),
+)
 #: The databases a workload uses, when not only harness.DATABASE. The first database of the first
 #: workload run is Django's default connection; the others are reached with harness.using_database.
 WORKLOAD_DATABASES = {
@@ -76,6 +88,9 @@ TARGETS = {
     ("W8", "uses_delivery_due"): ("==", True),
     # The callback view keeps up with one worker's SMS (Twilio posts about two callbacks per SMS).
     ("W14", "callbacks_per_sms_rate"): (">=", 1.0),
+    ("W5", "storm_to_alone"): (">=", 0.8),
+    ("W5", "storm_to_alone_by_cpu"): (">=", 0.8),
+    ("W5", "failed_jobs_in_outage"): ("==", 0),
 }
 
 
@@ -107,6 +122,12 @@ def run_workload(name, sizes, reset):
         return workloads.w2_bare(sizes["W2-bare"])
     if name == "W3":
         return workloads.w3(sizes["W3"])
+    if name == "W5":
+        return workloads.w5_w6(*sizes["W5"])
+    if name == "W5-hold":
+        return workloads.w5_hold(sizes["W5-hold"])
+    if name == "W7":
+        return workloads.w7(*sizes["W7"])
     if name == "W8":
         return workloads.w8(*sizes["W8"], reset=reset)
     if name == "W8-call":
@@ -144,8 +165,22 @@ def checks(line, figure, value, bare):
     """The (target, met) pairs of one figure."""
     key = (line["workload"], figure)
     found = []
-    if figure in ("failed_jobs", "delivered"):
+    if figure == "delivered":
         found.append((f"== {line['n']}", value == line["n"]))
+    if figure == "failed_jobs":
+        # W2's storms end in FailedJob; the breaker's and the limits' workloads must end in none.
+        expected = line["n"] if line["workload"].startswith("W2") else 0
+        found.append((f"== {expected}", value == expected))
+    if key == ("W5", "twilio_requests_in_outage"):
+        # The threshold, what the 8 threads had in flight, and one probe a period: a handful.
+        handful = 5 + 8 + line["outage_s"] // line["probe_interval_s"]
+        found.append(compare(value, "<=", handful, " (threshold + threads + probes)"))
+    if key == ("W6", "first_sent_after_s"):
+        found.append(compare(value, "<=", line["probe_interval_s"] + 1.0, " (probe interval + 1 s)"))
+    if key == ("W7", "max_in_any_second"):
+        found.append(compare(value, "<=", line["limit_per_s"], " (the limit)"))
+    if key == ("W7", "sent"):
+        found.append(compare(value, "==", line["n"]))
     if key in TARGETS:
         found.append(compare(value, *TARGETS[key]))
     if key == ("W1", "jobs_per_s") and bare is not None:

@@ -155,19 +155,18 @@ def bare_drain(workload, n, count):
 
 
 def w2(n):
-    """n SMS that Twilio always refuses with a 500: each is tried 3 times, then filed as a FailedJob."""
+    """n SMS that Twilio always refuses with a 500: each is tried 3 times, then filed as a FailedJob.
+
+    Breakers off, so that every attempt goes through. Then, in the same run, n SMS that Twilio
+    accepts: the CPU a failed attempt costs the worker against a sent message's.
+    """
     from failedjobs.models import FailedJob
     from notifications.models import Delivery
-    from notifications.services import NotificationsService
     from tests.fakes.twilio_server import FakeTwilio
 
     empty_tables(Delivery, FailedJob)
     flush_redis()
-    service = NotificationsService()
-    started = time.perf_counter()
-    for i in range(n):
-        service.send_sms("+33612345678", text=f"Storm {i}")
-    enqueue_s = time.perf_counter() - started
+    enqueue_s = enqueue_sms(n, "Storm")
     twilio = FakeTwilio().start()
     try:
         twilio.fail_always(500, 20500)
@@ -175,6 +174,7 @@ def w2(n):
             NOTIFICATIONS_MAX_RETRIES=2,
             NOTIFICATIONS_MIN_BACKOFF_MS=10,
             NOTIFICATIONS_MAX_BACKOFF_MS=50,
+            NOTIFICATIONS_BREAKER_THRESHOLD=0,
             TWILIO_API_BASE_URL=twilio.url,
         )
         with Worker(RUNDRAMATIQ, env, "w2-worker.log") as worker:
@@ -182,8 +182,15 @@ def w2(n):
                 worker, FailedJob.objects.count, n, started=lambda: twilio.requests_seen
             )
         requests = twilio.requests_seen
+        twilio.reset()
+        empty_tables(Delivery)
+        enqueue_sms(n, "Accepted")
+        sent = Delivery.objects.filter(status=Delivery.Status.SENT).count
+        with Worker(RUNDRAMATIQ, env, "w2-ok-worker.log") as worker:
+            _, sent_s, sent_cpu_ms = timed_drain(worker, sent, n)
     finally:
         twilio.stop()
+    cpu_ms_per_attempt = cpu_ms * n / max(1, requests)
     return [
         {
             "workload": "W2",
@@ -191,14 +198,199 @@ def w2(n):
             "failed_jobs": FailedJob.objects.count(),
             "storm_s": round(storm_s, 3),
             "enqueue_s": round(enqueue_s, 3),
+            "cpu_ms_per_failed_attempt": round(cpu_ms_per_attempt, 3),
+            "cpu_ms_per_sent": sent_cpu_ms,
+            "failed_attempt_to_sent_cpu": round(cpu_ms_per_attempt / max(sent_cpu_ms, 0.001), 2),
             "info": {
                 "first_twilio_request_s": round(first_request_s, 3),
                 "storm_after_first_request_s": round(storm_s - first_request_s, 3),
                 "twilio_requests": requests,
                 "worker_cpu_ms_per_message": cpu_ms,
+                "sent_drain_s": round(sent_s, 3),
             },
         }
     ]
+
+
+def enqueue_sms(n, text):
+    """Call send_sms n times; return the seconds it took."""
+    from notifications.services import NotificationsService
+
+    service = NotificationsService()
+    started = time.perf_counter()
+    for i in range(n):
+        service.send_sms("+33612345678", text=f"{text} {i}")
+    return time.perf_counter() - started
+
+
+def w5_w6(n_sms, n_in_app, outage_s, probe_s):
+    """W5: in-app notifications drain while every SMS fails (Twilio answering 500), against the same
+    drain alone, before and after; the Twilio requests of an outage of ``outage_s`` with n_sms
+    queued. W6: once Twilio is back, the time until every SMS is sent, with no operator action.
+    """
+    from failedjobs.models import FailedJob
+    from notifications.models import Delivery, InAppNotification
+    from notifications.services import NotificationsService
+    from tests.fakes.twilio_server import FakeTwilio
+
+    service, user = NotificationsService(), bench_user()
+    twilio = FakeTwilio().start()
+    env = bench_env(NOTIFICATIONS_BREAKER_OPEN_S=probe_s, TWILIO_API_BASE_URL=twilio.url)
+    try:
+        alone_before, cpu_before = in_app_drain_rate(service, user, n_in_app, env, "w5-alone")
+        empty_tables(Delivery, InAppNotification, FailedJob)
+        flush_redis()
+        twilio.fail_always(500, 20500)
+        enqueue_sms(n_sms, "Outage")
+        enqueue_in_app(service, user, n_in_app)
+        with Worker(RUNDRAMATIQ, env, "w5-storm-worker.log") as worker:
+            during, cpu_during = drain_rate(worker, n_in_app)
+            sleep_until(worker.started_at + outage_s)
+            requests, failed = twilio.requests_seen, FailedJob.objects.count()
+            twilio.reset()
+            back = time.perf_counter()
+            sent = Delivery.objects.filter(channel="sms", status=Delivery.Status.SENT).count
+            first_sent_s = wait_for_count(sent, 1, worker) - (back - worker.started_at)
+            recovery_s = wait_for_count(sent, n_sms, worker) - (back - worker.started_at)
+        attempts = sum(Delivery.objects.filter(channel="sms").values_list("attempts", flat=True))
+        alone_after, cpu_after = in_app_drain_rate(service, user, n_in_app, env, "w5-alone-after")
+    finally:
+        twilio.stop()
+    alone, cpu_alone = (alone_before + alone_after) / 2, (cpu_before + cpu_after) / 2
+    return [
+        {
+            "workload": "W5",
+            "n": n_sms,
+            "in_app_n": n_in_app,
+            "in_app_alone_per_s": round(alone),
+            "in_app_during_storm_per_s": round(during),
+            "storm_to_alone": round(during / alone, 2),
+            "cpu_ms_per_in_app_alone": round(cpu_alone, 3),
+            "cpu_ms_per_in_app_during_storm": round(cpu_during, 3),
+            "storm_to_alone_by_cpu": round(cpu_alone / max(cpu_during, 0.001), 2),
+            "outage_s": outage_s,
+            "probe_interval_s": probe_s,
+            "twilio_requests_in_outage": requests,
+            "failed_jobs_in_outage": failed,
+            "info": {
+                "alone_before_per_s": round(alone_before),
+                "alone_after_per_s": round(alone_after),
+                "cpu_ms_alone_before": cpu_before,
+                "cpu_ms_alone_after": cpu_after,
+            },
+        },
+        {
+            "workload": "W6",
+            "n": n_sms,
+            "probe_interval_s": probe_s,
+            "first_sent_after_s": round(first_sent_s, 3),
+            "recovery_s": round(recovery_s, 3),
+            "failed_jobs": FailedJob.objects.count(),
+            "info": {"sms_attempts": attempts, "drain_after_first_s": round(recovery_s - first_sent_s, 3)},
+        },
+    ]
+
+
+def w5_hold(n):
+    """n SMS with the Twilio breaker forced open: the worker's CPU for putting each one back to wait."""
+    import dramatiq
+
+    from notifications import breaker
+    from notifications.models import Delivery
+
+    empty_tables(Delivery)
+    flush_redis()
+    enqueue_sms(n, "Held")
+    client = dramatiq.get_broker().client
+    breaker.get_breaker("twilio", client).force("open")
+    held = lambda: client.hlen("dramatiq:sms.DQ.msgs")  # noqa: E731
+    env = bench_env(NOTIFICATIONS_BREAKER_OPEN_S=300)
+    with Worker(RUNDRAMATIQ, env, "w5-hold-worker.log") as worker:
+        boot_s, held_s, cpu_ms = timed_drain(worker, held, n)
+    return [
+        {
+            "workload": "W5-hold",
+            "n": n,
+            "held": held(),
+            "cpu_ms_per_hold": cpu_ms,
+            "info": {"worker_boot_s": round(boot_s, 3), "held_s": round(held_s - boot_s, 3)},
+        }
+    ]
+
+
+def in_app_drain_rate(service, user, n, env, name):
+    from failedjobs.models import FailedJob
+    from notifications.models import Delivery, InAppNotification
+
+    empty_tables(Delivery, InAppNotification, FailedJob)
+    flush_redis()
+    enqueue_in_app(service, user, n)
+    with Worker(RUNDRAMATIQ, env, f"{name}-worker.log") as worker:
+        return drain_rate(worker, n)
+
+
+def drain_rate(worker, n):
+    """In-app notifications a second, from the first row written to the last (rows' own times), and the
+    worker's CPU ms per in-app notification over the same stretch (whatever else it did meanwhile)."""
+    from django.db.models import Max, Min
+
+    from notifications.models import InAppNotification
+
+    _, _, cpu_ms = timed_drain(worker, InAppNotification.objects.count, n)
+    span = InAppNotification.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
+    return (n - 1) / max((span["last"] - span["first"]).total_seconds(), 0.001), cpu_ms
+
+
+def w7(n, rate):
+    """A burst of n SMS with a limit of ``rate`` a second, two worker processes: the most requests the
+    fake Twilio saw in any one second (sliding), and that none failed or spent a second attempt."""
+    from failedjobs.models import FailedJob
+    from notifications.models import Delivery
+    from tests.fakes.twilio_server import FakeTwilio
+
+    empty_tables(Delivery, FailedJob)
+    flush_redis()
+    enqueue_sms(n, "Burst")
+    twilio = FakeTwilio().start()
+    arrivals = []
+    twilio.on_request = lambda: arrivals.append(time.monotonic())
+    env = bench_env(NOTIFICATIONS_RATE_LIMITS=f"sms={rate}", TWILIO_API_BASE_URL=twilio.url)
+    command = [*RUNDRAMATIQ[:-4], "--processes", "1", "--threads", "4"]
+    sent = Delivery.objects.filter(status=Delivery.Status.SENT).count
+    try:
+        with Worker(command, env, "w7-worker-1.log") as first, Worker(command, env, "w7-worker-2.log"):
+            first_s, drain_s, cpu_ms = timed_drain(first, sent, n)
+    finally:
+        twilio.stop()
+    attempts = list(Delivery.objects.values_list("attempts", flat=True))
+    return [
+        {
+            "workload": "W7",
+            "n": n,
+            "limit_per_s": rate,
+            "max_in_any_second": most_in_any_second(arrivals),
+            "twilio_requests": len(arrivals),
+            "failed_jobs": FailedJob.objects.count(),
+            "sent": sent(),
+            "drain_s": round(drain_s - first_s, 3),
+            "info": {
+                "ideal_drain_s": round((n - rate) / rate, 1),
+                "max_attempts": max(attempts),
+                "first_worker_cpu_ms_per_message": cpu_ms,
+            },
+        }
+    ]
+
+
+def most_in_any_second(times):
+    """The most events in any one-second window, the window starting at each event."""
+    times = sorted(times)
+    most, end = 0, 0
+    for start, moment in enumerate(times):
+        while end < len(times) and times[end] < moment + 1.0:
+            end += 1
+        most = max(most, end - start)
+    return most
 
 
 def w2_bare(n):

@@ -57,3 +57,26 @@ def check_queue_settings(app_configs: Any, **kwargs: Any) -> list[checks.CheckMe
     if getattr(settings, "QUEUE_ENABLED", False) and not getattr(settings, "REDIS_URL", "x"):
         return [checks.Error("QUEUE_ENABLED is on but REDIS_URL is empty.", id="notifications.E001")]
     return []
+
+
+CURRENT_MESSAGE = "dramatiq.middleware.CurrentMessage"
+
+
+@checks.register(checks.Tags.compatibility)
+def check_breaker_middleware(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Circuit breakers and limits put a held message back through CurrentMessage; without it, none holds."""
+    from . import gate
+
+    middleware = getattr(settings, "DRAMATIQ_BROKER", {}).get("MIDDLEWARE")
+    if not getattr(settings, "QUEUE_ENABLED", False) or middleware is None or not gate.configured():
+        return []
+    if CURRENT_MESSAGE in middleware:
+        return []
+    return [
+        checks.Warning(
+            "Circuit breakers or channel limits are configured, but the broker lacks Dramatiq's "
+            "CurrentMessage middleware: workers will not hold any message.",
+            hint=f'Add "{CURRENT_MESSAGE}" to DRAMATIQ_BROKER["MIDDLEWARE"].',
+            id="notifications.W010",
+        )
+    ]

@@ -37,6 +37,15 @@ DEFAULTS: dict[str, Any] = {
     # an operator's suppression): the person asked for them a moment ago.
     "NOTIFICATIONS_SUPPRESSION_BYPASS_TEMPLATES": ["verification"],
     "TWILIO_MESSAGING_SERVICE_SID": "",
+    # Circuit breakers (breaker.py): a provider's breaker opens after this many transient failures in
+    # a row (0: no breakers), the run counted within the window; it stays open this long, then probes.
+    "NOTIFICATIONS_BREAKER_THRESHOLD": 5,
+    "NOTIFICATIONS_BREAKER_WINDOW_S": 60.0,
+    "NOTIFICATIONS_BREAKER_OPEN_S": 30.0,
+    # Channel name to messages a second (any one second, all workers together), and to messages at
+    # once; a channel not named has no limit (limits.py).
+    "NOTIFICATIONS_RATE_LIMITS": {},
+    "NOTIFICATIONS_CONCURRENCY": {},
     "TWILIO_ACCOUNT_SID": "",
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_SMS_FROM": "",

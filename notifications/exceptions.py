@@ -44,6 +44,8 @@ class DeliveryError(NotificationError):
 
     ``code`` is the provider's own error code (a Twilio error code, an SMTP reply code) when there is
     one; ``delay`` (ms) is how long the provider asked to wait before trying again (Retry-After).
+    ``expected`` is False for an error of the provider's client that no rule knows: its traceback
+    is kept for whoever fixes it.
     """
 
     permanent = False
@@ -56,8 +58,10 @@ class DeliveryError(NotificationError):
         code: int | str | None = None,
         status: int | None = None,
         delay: int | None = None,
+        expected: bool = True,
     ) -> None:
         self.provider = provider
+        self.expected = expected
         self.code = code
         self.status = status
         self.delay = delay
@@ -68,6 +72,15 @@ class DeliveryError(NotificationError):
         if self.code is not None:
             return f"{text} ({self.provider} error {self.code})"
         return text
+
+    def without_traceback(self) -> "DeliveryError":
+        """This error with no frames, nor the provider exception's under it: cheap to format.
+
+        What it says (provider, code, status, text) is all an operator needs of an expected failure.
+        """
+        self.__cause__ = None
+        self.__suppress_context__ = True
+        return self.with_traceback(None)
 
 
 class PermanentDeliveryError(DeliveryError):

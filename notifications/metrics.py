@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from . import breaker
 from .conf import setting
 from .models import Delivery
 from .status import queue_statuses
@@ -31,6 +32,7 @@ class PipelineCollector:
         yield self.failed_jobs()
         yield self.dead_letters()
         yield from self.queues()
+        yield self.circuit_breakers()
 
     def deliveries(self):
         gauge = GaugeMetricFamily(
@@ -95,6 +97,27 @@ class PipelineCollector:
             delayed.add_metric([queue.name], queue.delayed)
             oldest.add_metric([queue.name], queue.oldest_age_s or 0)
         return depth, delayed, oldest
+
+    def circuit_breakers(self):
+        gauge = GaugeMetricFamily(
+            "notifications_circuit_breaker_open",
+            "1 while a provider's circuit breaker holds its messages (open or forced open), "
+            "0.5 while half-open, 0 when closed.",
+            labels=["provider", "mode"],
+        )
+        for status in breaker_statuses():
+            value = {"open": 1.0, "half-open": 0.5}.get(status.state, 0.0)
+            gauge.add_metric([status.provider, status.mode], value)
+        return gauge
+
+
+def breaker_statuses():
+    if breaker.redis_client() is None:
+        return []
+    try:
+        return breaker.statuses()
+    except redis.RedisError:
+        return []
 
 
 def dead_letter_counts():

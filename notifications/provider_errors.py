@@ -66,7 +66,7 @@ def twilio_error(error: Exception, headers: Mapping[str, str] | None = None) -> 
     if not isinstance(error, TwilioRestException):
         if isinstance(error, (requests.RequestException, TwilioException, OSError)):
             return TransientDeliveryError(f"Could not reach Twilio: {error}", provider="twilio")
-        return TransientDeliveryError(f"Twilio client error: {error!r}", provider="twilio")
+        return TransientDeliveryError(f"Twilio client error: {error!r}", provider="twilio", expected=False)
     text = f"Twilio refused the message: {error.msg}"
     if error.code in TWILIO_PERMANENT_CODES:
         return PermanentDeliveryError(text, provider="twilio", code=error.code, status=error.status)
@@ -130,7 +130,7 @@ def smtp_error(error: Exception) -> DeliveryError:
         return PermanentDeliveryError(f"SMTP server refused the message: {error}", provider="smtp", code=code)
     if code is not None or isinstance(error, (smtplib.SMTPException, socket.error, TimeoutError)):
         return TransientDeliveryError(f"SMTP delivery failed: {error}", provider="smtp", code=code)
-    return TransientDeliveryError(f"Email backend error: {error!r}", provider="email")
+    return TransientDeliveryError(f"Email backend error: {error!r}", provider="email", expected=False)
 
 
 def smtp_code(error: Exception) -> int | None:

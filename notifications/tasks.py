@@ -11,7 +11,7 @@ from typing import Any
 import dramatiq
 from periodiq import cron
 
-from . import broker, outbox
+from . import broker, gate, outbox
 from .channels import BaseChannel, all_channels
 from .conf import setting
 from .exceptions import PermanentDeliveryError, TransientDeliveryError
@@ -30,9 +30,11 @@ def retry_options() -> dict[str, Any]:
 def delivery_function(channel: BaseChannel) -> Callable[..., None]:
     def deliver(**payload: Any) -> None:
         try:
-            channel.deliver(payload)  # type: ignore[arg-type]
+            gate.deliver(channel, payload)  # type: ignore[arg-type]
         except TransientDeliveryError as error:
-            raise dramatiq.Retry(str(error), delay=error.delay) from error
+            # An expected failure goes without its traceback: Retries formats one at every attempt.
+            cause = error.without_traceback() if error.expected else error
+            raise dramatiq.Retry(str(error), delay=error.delay) from cause
 
     deliver.__name__ = deliver.__qualname__ = channel.actor_name
     return deliver

@@ -207,6 +207,12 @@ NOTIFICATIONS_TIME_LIMIT_MS = env.int("NOTIFICATIONS_TIME_LIMIT_MS", default=60_
 NOTIFICATIONS_MAX_PAYLOAD_BYTES = env.int("NOTIFICATIONS_MAX_PAYLOAD_BYTES", default=64 * 1024)
 NOTIFICATIONS_REDRIVE_AFTER_S = env.int("NOTIFICATIONS_REDRIVE_AFTER_S", default=600)
 NOTIFICATIONS_SYNC_TIMEOUT_S = env.float("NOTIFICATIONS_SYNC_TIMEOUT_S", default=5.0)
+NOTIFICATIONS_BREAKER_THRESHOLD = env.int("NOTIFICATIONS_BREAKER_THRESHOLD", default=5)
+NOTIFICATIONS_BREAKER_WINDOW_S = env.float("NOTIFICATIONS_BREAKER_WINDOW_S", default=60.0)
+NOTIFICATIONS_BREAKER_OPEN_S = env.float("NOTIFICATIONS_BREAKER_OPEN_S", default=30.0)
+# "sms=50;whatsapp=20": channel name to a number.
+NOTIFICATIONS_RATE_LIMITS = env.dict("NOTIFICATIONS_RATE_LIMITS", cast={"value": int}, default={})
+NOTIFICATIONS_CONCURRENCY = env.dict("NOTIFICATIONS_CONCURRENCY", cast={"value": int}, default={})
 
 FAILED_JOBS_RETENTION_DAYS = env.int("FAILED_JOBS_RETENTION_DAYS", default=90)
 FAILED_JOBS_DONE_RETENTION_DAYS = env.int("FAILED_JOBS_DONE_RETENTION_DAYS", default=30)
@@ -262,6 +268,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.TimeLimit",
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Retries",
+        "dramatiq.middleware.CurrentMessage",  # circuit breakers and limits put a held message back
         "periodiq.PeriodiqMiddleware",
         "failedjobs.middleware.FailedJobMiddleware",
         # Workers' heartbeats for notifications_status ("Workers alive").

@@ -324,6 +324,7 @@ def process_env(redis_url, transactional_db, twilio_server, smtp_server):
         "NOTIFICATIONS_MIN_BACKOFF_MS": "10",
         "NOTIFICATIONS_MAX_BACKOFF_MS": "40",
         "NOTIFICATIONS_TIME_LIMIT_MS": "3000",
+        "NOTIFICATIONS_BREAKER_THRESHOLD": "0",  # as in tests/settings.py
         "DRAMATIQ_HEARTBEAT_TIMEOUT_MS": "2000",
         "DRAMATIQ_MAINTENANCE_CHANCE": "1000000",
         "EMAIL_URL": f"smtp://{smtp_server.host}:{smtp_server.port}",

@@ -15,6 +15,8 @@ NOTIFICATIONS_MAX_RETRIES = 5
 NOTIFICATIONS_MIN_BACKOFF_MS = 10
 NOTIFICATIONS_MAX_BACKOFF_MS = 40
 NOTIFICATIONS_TIME_LIMIT_MS = 3_000
+# Off unless a test turns it on (test_breaker.py): the retry tests count on every failure going through.
+NOTIFICATIONS_BREAKER_THRESHOLD = 0
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DEFAULT_FROM_EMAIL = "notifications@example.com"

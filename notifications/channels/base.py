@@ -46,6 +46,8 @@ class BaseChannel:
     label = ""
     #: The id of the system check warning that the channel is not configured.
     check_id = "notifications.W100"
+    #: The provider whose circuit breaker the channel goes through ("": none).
+    provider = ""
 
     @property
     def queue_name(self) -> str:

@@ -29,6 +29,7 @@ class EmailChannel(BaseChannel):
     """Each email type is three templates: subject, text body and HTML body."""
 
     label = "Email"
+    provider = "email"
 
     def clean_recipient(self, recipient: Any) -> str:
         address = str(recipient or "").strip()

@@ -105,6 +105,7 @@ class TwilioChannel(BaseChannel):
 
     from_setting = ""
     address_prefix = ""
+    provider = "twilio"
 
     def check_configured(self) -> None:
         if not twilio_backend().needs_credentials:

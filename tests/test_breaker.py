@@ -1,0 +1,311 @@
+"""Circuit breakers per provider and limits per channel, on real Redis, workers and the fake Twilio."""
+
+import io
+import json
+import logging
+import time
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from failedjobs.models import FailedJob
+from notifications import breaker
+from notifications.limits import Limit
+from notifications.models import Delivery
+from notifications.services import NotificationsService
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_breakers(monkeypatch):
+    """Each process remembers an open breaker for a second: not from one test into the next."""
+    monkeypatch.setattr(breaker, "_breakers", {})
+
+
+@pytest.fixture
+def breakers_on(settings):
+    settings.NOTIFICATIONS_BREAKER_THRESHOLD = 3
+    settings.NOTIFICATIONS_BREAKER_WINDOW_S = 60
+    settings.NOTIFICATIONS_BREAKER_OPEN_S = 60
+    return settings
+
+
+def send_sms(count, text="hello"):
+    service = NotificationsService()
+    return [service.send_sms("+33612345678", text=f"{text} {i}") for i in range(count)]
+
+
+def twilio_state():
+    return breaker.get_breaker("twilio").status().state
+
+
+def waiting_messages(client, queue="sms"):
+    """The messages of a queue waiting in Redis for their delay to end, decoded."""
+    return [json.loads(data) for data in client.hvals(f"dramatiq:{queue}.DQ.msgs")]
+
+
+def test_breaker_opens_after_the_threshold_and_holds_messages_without_spending_attempts(
+    breakers_on, fake_twilio, worker, redis_broker, caplog
+):
+    fake_twilio.fail_always(500, 20500)
+    caplog.set_level(logging.WARNING, logger="notifications.breaker")
+    deliveries = send_sms(12)
+
+    wait_until(lambda: twilio_state() == "open", message="the breaker to open")
+
+    def all_waiting():
+        options = [m["options"] for m in waiting_messages(redis_broker.client)]
+        return len(options) == 12 and all(o.get("held") or o.get("retries") for o in options) and options
+
+    held = wait_until(all_waiting, message="all 12 waiting in Redis")
+    seen = fake_twilio.requests_seen
+    time.sleep(0.5)
+
+    # The threshold, plus what the 4 worker threads had in flight when it opened; then nothing.
+    assert 3 <= seen <= 3 + 4
+    assert fake_twilio.requests_seen == seen
+    assert FailedJob.objects.count() == 0
+    rows = Delivery.objects.filter(pk__in=[d.pk for d in deliveries])
+    assert set(rows.values_list("status", flat=True)) == {Delivery.Status.QUEUED}
+    # A hold spends nothing: the attempts and retries counted are the failures there really were.
+    assert sum(options.get("retries", 0) for options in held) == seen
+    assert all(options.get("attempts", 0) == options.get("retries", 0) for options in held)
+    assert sum(rows.values_list("attempts", flat=True)) == seen
+    assert sum(1 for options in held if options.get("held")) >= 12 - seen
+    # A message that failed once the breaker was open comes back when the probe is due (60 s).
+    now_ms = time.time() * 1000
+    assert any(options["eta"] - now_ms > 50_000 for options in held if options.get("retries"))
+    assert any("opened after 3 transient failures" in record.getMessage() for record in caplog.records)
+
+
+def test_breaker_half_opens_probes_and_closes_by_itself(breakers_on, fake_twilio, worker, caplog):
+    breakers_on.NOTIFICATIONS_BREAKER_OPEN_S = 1.0
+    caplog.set_level(logging.WARNING, logger="notifications.breaker")
+    fake_twilio.fail_always(500, 20500)
+    deliveries = send_sms(10)
+    wait_until(lambda: twilio_state() == "open", message="the breaker to open")
+    time.sleep(0.3)  # the requests in flight when it opened are refused too
+
+    fake_twilio.reset()  # the provider is back
+    wait_until(
+        lambda: Delivery.objects.filter(status=Delivery.Status.SENT).count() == 10,
+        timeout=30,
+        message="every SMS sent after the outage",
+    )
+
+    assert len(fake_twilio.messages) == 10
+    assert FailedJob.objects.count() == 0
+    assert twilio_state() == "closed"
+    assert all(d.attempts <= 3 for d in Delivery.objects.filter(pk__in=[d.pk for d in deliveries]))
+    log = [record.getMessage() for record in caplog.records]
+    assert any("opened" in line for line in log)
+    assert any("half-open" in line for line in log)
+    assert any("closed: the provider answered" in line for line in log)
+
+
+def test_a_failed_probe_opens_the_breaker_again(breakers_on, fake_twilio, worker, caplog):
+    breakers_on.NOTIFICATIONS_BREAKER_OPEN_S = 0.3
+    caplog.set_level(logging.WARNING, logger="notifications.breaker")
+    fake_twilio.fail_always(500, 20500)
+    send_sms(5)
+
+    wait_until(
+        lambda: any("probe failed" in record.getMessage() for record in caplog.records),
+        message="a probe that fails",
+    )
+    assert FailedJob.objects.count() == 0
+    assert twilio_state() in ("open", "half-open")
+
+
+def test_permanent_errors_do_not_trip_the_breaker(breakers_on, fake_twilio, worker):
+    fake_twilio.fail_always(400, 21211, "The 'To' number is not a valid phone number.")
+    send_sms(8)
+
+    wait_until(lambda: FailedJob.objects.count() == 8, message="8 failed jobs")
+    assert fake_twilio.requests_seen == 8
+    assert twilio_state() == "closed"
+
+
+def test_an_operator_forces_the_breaker_open_then_closed(breakers_on, fake_twilio, worker, redis_broker):
+    breakers_on.NOTIFICATIONS_BREAKER_OPEN_S = 1  # held messages look again after this
+    out = io.StringIO()
+    call_command("circuit_breaker", "twilio", "--open", stdout=out)
+    assert "twilio: open (forced open)" in out.getvalue()
+    [delivery] = send_sms(1)
+    wait_until(lambda: waiting_messages(redis_broker.client), message="the message held")
+    assert fake_twilio.requests_seen == 0
+
+    call_command("circuit_breaker", "twilio", "--close", stdout=io.StringIO())
+    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
+
+    call_command("circuit_breaker", "twilio", "--auto", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("circuit_breaker", stdout=out)
+    assert "twilio: closed, 0 transient failure(s)" in out.getvalue()
+    assert "email: closed" in out.getvalue()
+
+
+def test_circuit_breaker_command_refuses_unknown_providers(redis_broker):
+    with pytest.raises(CommandError, match="Unknown provider 'sendgrid'"):
+        call_command("circuit_breaker", "sendgrid", "--open")
+    with pytest.raises(CommandError, match="Name the provider"):
+        call_command("circuit_breaker", "--open")
+
+
+def test_metrics_show_each_breaker(client, redis_broker):
+    breaker.get_breaker("twilio").force("open")
+    lines = client.get("/metrics").content.decode().splitlines()
+    assert 'notifications_circuit_breaker_open{mode="open",provider="twilio"} 1.0' in lines
+    assert 'notifications_circuit_breaker_open{mode="auto",provider="email"} 0.0' in lines
+
+
+def test_an_unexpected_exception_keeps_its_full_traceback_on_the_failed_job(fake_twilio, worker, monkeypatch):
+    def broken_send(to, from_, body):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr("notifications.channels.twilio.send_message", broken_send)
+    send_sms(1)
+
+    job = wait_until(lambda: FailedJob.objects.first(), message="the failed job")
+    assert "RuntimeError: a bug of ours" in job.traceback
+    assert "in broken_send" in job.traceback
+    assert 'raise RuntimeError("a bug of ours")' in job.traceback
+
+
+def test_an_expected_provider_failure_is_filed_without_the_sdks_traceback(fake_twilio, worker):
+    fake_twilio.fail_always(500, 20500, "Internal error")
+    send_sms(1)
+
+    job = wait_until(lambda: FailedJob.objects.first(), timeout=30, message="the failed job")
+    assert job.exception_class == "notifications.exceptions.TransientDeliveryError"
+    assert "Internal error (twilio error 20500)" in job.exception_message
+    assert "TransientDeliveryError: Twilio refused the message: Unable to create record" in job.traceback
+    assert "twilio/base" not in job.traceback  # no frame of the SDK's
+    assert job.attempts == 6
+
+
+def test_a_concurrency_limit_lets_through_its_number_at_once(redis_broker):
+    limit = Limit(redis_broker.client, "test:concurrency", 2)
+    first, _ = limit.acquire()
+    second, _ = limit.acquire()
+    third, wait = limit.acquire()
+    assert first and second and third is None
+    assert 0 < wait <= 1000
+    limit.release(first)
+    assert limit.acquire()[0] is not None
+
+
+def test_a_rate_limit_counts_a_place_until_a_second_after_the_call_ends(redis_broker):
+    limit = Limit(redis_broker.client, "test:rate", 2, window_ms=1000)
+    first, _ = limit.acquire()
+    second, _ = limit.acquire()
+    assert limit.acquire()[0] is None
+    limit.release(first)
+    limit.release(second)
+    token, wait = limit.acquire()
+    assert token is None and 900 <= wait <= 1000  # the released places still count for a second
+    time.sleep(1.05)
+    assert limit.acquire()[0] is not None
+
+
+def count_in_any_second(times):
+    """The most requests in any one-second window (sliding, starting at each request)."""
+    times = sorted(times)
+    return max(sum(1 for other in times if start <= other < start + 1.0) for start in times)
+
+
+def test_two_worker_processes_share_the_breaker(worker_process, fake_twilio):
+    fake_twilio.fail_always(500, 20500)
+    settings = {
+        "NOTIFICATIONS_BREAKER_THRESHOLD": "4",
+        "NOTIFICATIONS_BREAKER_OPEN_S": "60",
+        "NOTIFICATIONS_MIN_BACKOFF_MS": "200",
+        "NOTIFICATIONS_MAX_BACKOFF_MS": "400",
+    }
+    first, second = worker_process(**settings), worker_process(**settings)
+    send_sms(30)
+
+    wait_until(lambda: twilio_state() == "open", timeout=30, message="the breaker to open")
+    time.sleep(1.0)
+
+    # Apart, each process would have needed 4 failures of its own: 8 at least. Together, 4 and what
+    # their 2 x 2 threads had in flight.
+    assert fake_twilio.requests_seen < 8
+    assert FailedJob.objects.count() == 0
+    assert "holding" not in first.log() + second.log()  # no traceback or warning per held message
+    assert Delivery.objects.filter(status=Delivery.Status.QUEUED).count() == 30
+
+
+def test_the_rate_limit_holds_across_two_workers(worker_process, fake_twilio):
+    arrivals = []
+    fake_twilio.on_request = lambda: arrivals.append(time.monotonic())
+    first = worker_process(NOTIFICATIONS_RATE_LIMITS="sms=5")
+    second = worker_process(NOTIFICATIONS_RATE_LIMITS="sms=5")
+    deliveries = send_sms(20)
+
+    wait_until(
+        lambda: Delivery.objects.filter(status=Delivery.Status.SENT).count() == 20,
+        timeout=60,
+        message="20 SMS sent",
+    )
+
+    assert len(arrivals) == 20
+    assert count_in_any_second(arrivals) <= 5
+    assert FailedJob.objects.count() == 0
+    assert {d.attempts for d in Delivery.objects.filter(pk__in=[d.pk for d in deliveries])} == {1}
+    assert "Traceback" not in first.log() + second.log()
+
+
+def test_a_message_held_long_touches_its_row_so_the_dispatcher_leaves_it(
+    breakers_on, fake_twilio, worker, redis_broker
+):
+    breakers_on.NOTIFICATIONS_BREAKER_OPEN_S = 0.2
+    breakers_on.NOTIFICATIONS_REDRIVE_AFTER_S = 0.5  # held this long: the row is touched
+    breaker.get_breaker("twilio").force("open")
+    [delivery] = send_sms(1)
+
+    wait_until(
+        lambda: Delivery.objects.get(pk=delivery.pk).updated_at > delivery.updated_at,
+        message="the held delivery's row touched",
+    )
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.QUEUED
+    assert fake_twilio.requests_seen == 0
+
+
+def test_check_warns_when_breakers_cannot_hold_without_current_message(settings):
+    from notifications.checks import check_breaker_middleware
+
+    settings.QUEUE_ENABLED = True
+    settings.NOTIFICATIONS_BREAKER_THRESHOLD = 5
+    middleware = settings.DRAMATIQ_BROKER["MIDDLEWARE"]
+    assert check_breaker_middleware(None) == []
+
+    without = [name for name in middleware if name != "dramatiq.middleware.CurrentMessage"]
+    settings.DRAMATIQ_BROKER = {**settings.DRAMATIQ_BROKER, "MIDDLEWARE": without}
+    [warning] = check_breaker_middleware(None)
+    assert warning.id == "notifications.W010"
+    assert "CurrentMessage" in warning.hint
+
+    settings.NOTIFICATIONS_BREAKER_THRESHOLD = 0  # nothing to hold: nothing to say
+    assert check_breaker_middleware(None) == []
+
+
+def test_a_concurrency_limit_keeps_one_sms_at_a_time_at_twilio(settings, fake_twilio, worker):
+    settings.NOTIFICATIONS_CONCURRENCY = {"sms": 1}
+    arrivals = []
+    fake_twilio.on_request = lambda: arrivals.append(time.monotonic())
+    fake_twilio.delay_next(0.2, times=5)
+    deliveries = send_sms(5)
+
+    wait_until(
+        lambda: Delivery.objects.filter(status=Delivery.Status.SENT).count() == 5,
+        timeout=30,
+        message="5 SMS sent",
+    )
+
+    gaps = [later - earlier for earlier, later in zip(sorted(arrivals), sorted(arrivals)[1:], strict=False)]
+    assert len(arrivals) == 5
+    assert min(gaps) >= 0.19  # each waited for the one before to be answered
+    assert {d.attempts for d in Delivery.objects.filter(pk__in=[d.pk for d in deliveries])} == {1}
