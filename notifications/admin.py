@@ -4,7 +4,7 @@ from django.utils.html import format_html
 from failedjobs.admin import EstimatedCountPaginator, ListFilterLookupsOnly
 from failedjobs.masking import mask_recipient, mask_text
 
-from .models import Delivery, InAppNotification
+from .models import Delivery, InAppNotification, NotificationPreference, QuietHours
 
 
 class TemplateFilter(admin.SimpleListFilter):
@@ -142,3 +142,30 @@ def hide_django_dramatiq_tasks() -> None:
 
 
 hide_django_dramatiq_tasks()
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    """Recipients' choices, as they made them on their settings page (read-only here)."""
+
+    list_display = ("user", "category", "channel", "enabled", "updated_at")
+    list_filter = ("category", "channel", "enabled")
+    raw_id_fields = ("user",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(QuietHours)
+class QuietHoursAdmin(admin.ModelAdmin):
+    list_display = ("user", "starts", "ends", "timezone")
+    raw_id_fields = ("user",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

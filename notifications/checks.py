@@ -26,3 +26,18 @@ def check_channel_settings(app_configs: Any, **kwargs: Any) -> list[checks.Check
     if getattr(settings, "QUEUE_ENABLED", False) and not getattr(settings, "REDIS_URL", "x"):
         messages.append(checks.Error("QUEUE_ENABLED is on but REDIS_URL is empty.", id="notifications.E001"))
     return messages
+
+
+@checks.register(checks.Tags.compatibility)
+def check_site_url(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .conf import setting
+
+    if setting("NOTIFICATIONS_SITE_URL"):
+        return []
+    return [
+        checks.Warning(
+            "NOTIFICATIONS_SITE_URL is not set: emails go without an unsubscribe link.",
+            hint="Set it to the site's address, e.g. https://app.example.com.",
+            id="notifications.W200",
+        )
+    ]

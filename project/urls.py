@@ -3,6 +3,11 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Sign-in and sign-out for the recipients' pages.
+    path("accounts/", include("django.contrib.auth.urls")),
+    # The inbox, notification settings, unsubscribe links and the live stream (serve
+    # /notifications/stream/ over ASGI: see the README).
+    path("notifications/", include("notifications.recipient_urls")),
     # /healthz, /readyz and /metrics
     path("", include("notifications.urls")),
 ]

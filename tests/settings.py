@@ -16,6 +16,8 @@ NOTIFICATIONS_MIN_BACKOFF_MS = 10
 NOTIFICATIONS_MAX_BACKOFF_MS = 40
 NOTIFICATIONS_TIME_LIMIT_MS = 3_000
 
+NOTIFICATIONS_SITE_URL = "http://testserver"
+
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DEFAULT_FROM_EMAIL = "notifications@example.com"
 
