@@ -15,6 +15,7 @@ from zoneinfo import available_timezones
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core import signing
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -124,6 +125,7 @@ def api_preferences(request: HttpRequest) -> HttpResponse:
     )
 
 
+@transaction.atomic
 def change_preferences(user: Any, body: Any) -> None:
     if not isinstance(body, dict):
         raise InvalidNotification("The body must be a JSON object.")
