@@ -28,6 +28,7 @@ import redis
 import redis.asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
@@ -256,6 +257,9 @@ def last_event_id(request: HttpRequest) -> int | None:
 async def stream_view(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """GET /notifications/stream/: the signed-in user's live stream (text/event-stream). Serve it
     over ASGI: under WSGI each open stream would hold a worker thread."""
+    if not isinstance(request, ASGIRequest):
+        # WSGI would read the endless stream to its end before sending anything.
+        return JsonResponse({"error": "The live stream is served over ASGI only."}, status=501)
     user = await request.auser()
     if not user.is_authenticated:
         return JsonResponse({"error": "Sign in to follow your notifications."}, status=401)
