@@ -1,6 +1,7 @@
 """Benchmarks of the notification pipeline on real Redis and PostgreSQL.
 
-    .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4 W8 W8-call] [--quick]
+    .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4 W8 W8-call W9-stream
+                                    W9-drain W9-call] [--quick]
                                     [--reset] [--repeat N]
 
 Prints one JSON line per measurement, then a table of the figures beside their targets (with
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import harness, workloads  # noqa: E402
+from bench import harness, recipients, workloads  # noqa: E402
 
 FULL_SIZES = {
     "W1": 10_000,
@@ -34,6 +35,9 @@ FULL_SIZES = {
     "W4": 1_000_000,
     "W8": (1_000_000, 10_000),
     "W8-call": 5000,
+    "W9-stream": (200, 500, 1000),
+    "W9-drain": 5000,
+    "W9-call": 2000,
 }
 #: --quick: every N divided by 10.
 QUICK_SIZES = {
@@ -47,8 +51,24 @@ QUICK_SIZES = {
     "W4": 100_000,
     "W8": (100_000, 1000),
     "W8-call": 500,
+    "W9-stream": (20, 50, 100),
+    "W9-drain": 1000,
+    "W9-call": 200,
 }
-WORKLOADS = ("W1", "W1-bare", "W1-noop", "W2", "W2-bare", "W3", "W4", "W8", "W8-call")
+WORKLOADS = (
+    "W1",
+    "W1-bare",
+    "W1-noop",
+    "W2",
+    "W2-bare",
+    "W3",
+    "W4",
+    "W8",
+    "W8-call",
+    "W9-stream",
+    "W9-drain",
+    "W9-call",
+)
 #: The databases a workload uses, when not only harness.DATABASE. The first database of the first
 #: workload run is Django's default connection; the others are reached with harness.using_database.
 WORKLOAD_DATABASES = {
@@ -107,6 +127,12 @@ def run_workload(name, sizes, reset):
         return workloads.w8(*sizes["W8"], reset=reset)
     if name == "W8-call":
         return workloads.w8_call(sizes["W8-call"], *sizes["W8"], reset=reset)
+    if name == "W9-stream":
+        return recipients.w9_stream(sizes["W9-stream"])
+    if name == "W9-drain":
+        return recipients.w9_drain(sizes["W9-drain"])
+    if name == "W9-call":
+        return recipients.w9_call(sizes["W9-call"])
     return workloads.w4(sizes["W4"], reset=reset)
 
 

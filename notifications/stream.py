@@ -20,21 +20,24 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import redis
 import redis.asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.core.handlers.asgi import ASGIRequest
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from .conf import setting
 
 logger = logging.getLogger("notifications.stream")
+T = TypeVar("T")
 
 #: After Redis failed to take a message, publishing is skipped this long.
 BACKOFF_S = 5.0
@@ -67,9 +70,12 @@ def publish_client() -> redis.Redis:
 
 
 def publish(user_id: int, message: dict[str, Any]) -> None:
-    """Publish on the user's channel; with the queue off (no Redis), or Redis down, do nothing."""
+    """Publish on the user's channel; with the stream or the queue off (no Redis), or Redis down, do
+    nothing."""
     global _down_until
-    if not getattr(settings, "QUEUE_ENABLED", False) or time.monotonic() < _down_until:
+    if not setting("NOTIFICATIONS_STREAM_ENABLED") or not getattr(settings, "QUEUE_ENABLED", False):
+        return
+    if time.monotonic() < _down_until:
         return
     try:
         publish_client().publish(channel_name(user_id), json.dumps(message))
@@ -98,6 +104,28 @@ def publish_count_changed(user_id: int) -> None:
 
 
 # Streaming, in an ASGI process.
+
+
+def in_pool(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``function`` run in the event loop's thread pool, the database connection checked first as
+    at the start of a request.
+
+    Not in the request's own thread (``thread_sensitive=True``, what ``request.auser()`` uses):
+    under ASGI each request has a thread of its own, so each open stream would hold a database
+    connection of its own for as long as it is open. In the pool, the streams of a process share as
+    many connections as the pool has threads.
+    """
+
+    def run(*args: Any) -> T:
+        close_old_connections()
+        return function(*args)
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+def signed_in_user_id(request: HttpRequest) -> int | None:
+    user = get_user(request)
+    return int(user.pk) if user.is_authenticated else None
 
 
 def unread_count(user_id: int) -> int:
@@ -180,15 +208,13 @@ class Hub:
         if user_id not in self.queues:
             return
         data = json.loads(message["data"])
-        events = []
-        if data.get("type") == "notification":
-            data.pop("type")
-            events.append(("notification", data))
-        count = await sync_to_async(unread_count)(user_id)
-        events.append(("unread", {"unread": count}))
+        if data.pop("type", None) == "notification":
+            self.put(user_id, ("notification", data))  # first: the count takes a query
+        self.put(user_id, ("unread", {"unread": await in_pool(unread_count)(user_id)}))
+
+    def put(self, user_id: int, event: tuple[str, dict[str, Any]]) -> None:
         for queue in self.queues.get(user_id, ()):
-            for event in events:
-                queue.put_nowait(event)
+            queue.put_nowait(event)
 
 
 _hubs: dict[int, Hub] = {}
@@ -216,17 +242,17 @@ async def events(user_id: int, last_event_id: int | None) -> AsyncIterator[str]:
     try:
         replayed: set[int] = set()
         if last_event_id is None:
-            newest = await sync_to_async(newest_id)(user_id)
-            count = await sync_to_async(unread_count)(user_id)
+            newest = await in_pool(newest_id)(user_id)
+            count = await in_pool(unread_count)(user_id)
             yield sse("unread", {"unread": count}, newest)
         else:
             after = last_event_id
-            while rows := await sync_to_async(written_after)(user_id, after):
+            while rows := await in_pool(written_after)(user_id, after):
                 for row in rows:
                     replayed.add(row["id"])
                     yield sse("notification", row, row["id"])
                 after = rows[-1]["id"]
-            yield sse("unread", {"unread": await sync_to_async(unread_count)(user_id)})
+            yield sse("unread", {"unread": await in_pool(unread_count)(user_id)})
         heartbeat = setting("NOTIFICATIONS_STREAM_HEARTBEAT_S")
         while True:
             try:
@@ -260,11 +286,11 @@ async def stream_view(request: HttpRequest) -> HttpResponse | StreamingHttpRespo
     if not isinstance(request, ASGIRequest):
         # WSGI would read the endless stream to its end before sending anything.
         return JsonResponse({"error": "The live stream is served over ASGI only."}, status=501)
-    user = await request.auser()
-    if not user.is_authenticated:
+    user_id = await in_pool(signed_in_user_id)(request)
+    if user_id is None:
         return JsonResponse({"error": "Sign in to follow your notifications."}, status=401)
     response = StreamingHttpResponse(
-        events(user.pk, last_event_id(request)), content_type="text/event-stream"
+        events(user_id, last_event_id(request)), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass events on at once
