@@ -152,8 +152,8 @@ def written_after(user_id: int, after: int) -> list[dict[str, Any]]:
 class Hub:
     """One Redis pub/sub connection for every stream of this process (of its event loop).
 
-    Each stream has a queue; a message on a user's channel becomes events in the queues of that
-    user's streams, the unread count read once for all of them.
+    Each stream has a queue; a message on a user's channel becomes one chunk of events in the
+    queues of that user's streams, written once, the unread count read once for all of them.
     """
 
     def __init__(self) -> None:
@@ -208,13 +208,15 @@ class Hub:
         if user_id not in self.queues:
             return
         data = json.loads(message["data"])
+        # One chunk for all of the user's streams, written once: a notification and the count after
+        # it, so that each stream makes one write.
+        chunk = sse("unread", {"unread": await in_pool(unread_count)(user_id)})
+        notification_id = None
         if data.pop("type", None) == "notification":
-            self.put(user_id, ("notification", data))  # first: the count takes a query
-        self.put(user_id, ("unread", {"unread": await in_pool(unread_count)(user_id)}))
-
-    def put(self, user_id: int, event: tuple[str, dict[str, Any]]) -> None:
+            notification_id = data["id"]
+            chunk = sse("notification", data, notification_id) + chunk
         for queue in self.queues.get(user_id, ()):
-            queue.put_nowait(event)
+            queue.put_nowait((notification_id, chunk))
 
 
 _hubs: dict[int, Hub] = {}
@@ -256,16 +258,13 @@ async def events(user_id: int, last_event_id: int | None) -> AsyncIterator[str]:
         heartbeat = setting("NOTIFICATIONS_STREAM_HEARTBEAT_S")
         while True:
             try:
-                event, data = await asyncio.wait_for(queue.get(), timeout=heartbeat)
+                async with asyncio.timeout(heartbeat):
+                    notification_id, chunk = await queue.get()
             except TimeoutError:
                 yield ": heartbeat\n\n"
                 continue
-            if event == "notification":
-                if data["id"] in replayed:
-                    continue
-                yield sse(event, data, data["id"])
-            else:
-                yield sse(event, data)
+            if notification_id not in replayed:
+                yield chunk
     finally:
         await hub().leave(user_id, queue)
 
