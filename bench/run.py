@@ -36,7 +36,7 @@ FULL_SIZES = {
     "W8": (1_000_000, 10_000),
     "W8-call": 5000,
     "W9-stream": (200, 500, 1000),
-    "W9-drain": 5000,
+    "W9-drain": 3000,
     "W9-call": 2000,
 }
 #: --quick: every N divided by 10.

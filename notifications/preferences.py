@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Exists, Subquery
 from django.utils import timezone
 
 from . import unsubscribe
@@ -33,12 +34,14 @@ def apply(payload: dict[str, Any], *, user: Any = None, category: str = "") -> N
     if user_id is None or found.critical:
         return
     channel = payload["channel"]
-    if not is_enabled(user_id, found.name, channel):
+    enabled, quiet_hours = recipient_settings(user_id, found.name, channel)
+    if not enabled:
         reason = f"The user turned off {found.label} by {get_channel(channel).label}."
         payload.update(status=Delivery.Status.SKIPPED, last_error=reason)
         return
-    if channel in QUIET_CHANNELS:
-        payload["send_at"] = deferred_by_quiet_hours(user_id, payload["send_at"]) or payload["send_at"]
+    if quiet_hours is not None:
+        due = payload["send_at"] or timezone.now()
+        payload["send_at"] = quiet_until(*quiet_hours, due) or payload["send_at"]
     if channel == "email":
         link = unsubscribe.unsubscribe_url(user_id, found.name)
         if link:
@@ -66,12 +69,32 @@ def is_enabled(user_id: int, category: str, channel: str) -> bool:
     return not off.exists()
 
 
-def deferred_by_quiet_hours(user_id: int, due: datetime | None) -> datetime | None:
-    """The end of the user's quiet hours when ``due`` (None: now) falls inside them, else None."""
-    hours = QuietHours.objects.filter(user_id=user_id).first()
-    if hours is None:
-        return None
-    return quiet_until(hours.starts, hours.ends, hours.timezone, due or timezone.now())
+def recipient_settings(
+    user_id: int, category: str, channel: str
+) -> tuple[bool, tuple[time, time, str] | None]:
+    """Whether the user has the category on for the channel, and their quiet hours (starts, ends,
+    time zone) when they hold text messages of that channel: one query."""
+    opted_out = NotificationPreference.objects.filter(
+        user_id=user_id, category=category, channel=channel, enabled=False
+    )
+    hours = QuietHours.objects.filter(user_id=user_id)
+    row = (
+        get_user_model()
+        ._default_manager.filter(pk=user_id)
+        .annotate(
+            opted_out=Exists(opted_out),
+            starts=Subquery(hours.values("starts")),
+            ends=Subquery(hours.values("ends")),
+            zone=Subquery(hours.values("timezone")),
+        )
+        .values("opted_out", "starts", "ends", "zone")
+        .first()
+    )
+    if row is None:
+        return True, None
+    if channel not in QUIET_CHANNELS or row["starts"] is None:
+        return not row["opted_out"], None
+    return not row["opted_out"], (row["starts"], row["ends"], row["zone"])
 
 
 def quiet_until(starts: time, ends: time, zone_name: str, moment: datetime) -> datetime | None:
