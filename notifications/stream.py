@@ -12,19 +12,15 @@ unread count (``event: unread``). A browser that reconnects sends the last id it
 missed. A comment line every NOTIFICATIONS_STREAM_HEARTBEAT_S keeps proxies from closing an idle
 stream.
 
-Publishing is fail-soft and off the writer's path: a thread of the process sends the messages (see
-Publisher). When Redis does not answer, the notification is written all the same and the stream's
-next reconnection reads it from the database; publishing is skipped for a few seconds.
+Publishing is fail-soft: when Redis does not answer, the notification is written all the same and
+the stream's next reconnection reads it from the database; publishing is skipped for a few seconds.
 """
 
 import asyncio
 import json
 import logging
-import os
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,6 +44,7 @@ BACKOFF_S = 5.0
 #: Notifications replayed per database query on a reconnection.
 REPLAY_BATCH = 500
 
+_client: redis.Redis | None = None
 _down_until = 0.0
 
 
@@ -65,77 +62,26 @@ def channel_name(user_id: int) -> str:
 # Publishing, in workers and web processes.
 
 
-class Publisher:
-    """Publishes from a thread of its own, so that a worker thread that wrote a notification hands
-    it over (a queue put) rather than waiting for Redis: the drain of in-app notifications ran
-    about a fifth slower with a PUBLISH round trip in every job. Messages waiting together go in
-    one pipeline. One thread per process, started on the first message (after a fork too).
-    """
-
-    #: Most messages sent in one pipeline.
-    BATCH = 500
-
-    def __init__(self) -> None:
-        self.queue: SimpleQueue[tuple[str, str]] = SimpleQueue()
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-        self.pid = 0
-        self.client: redis.Redis | None = None
-
-    def put(self, channel: str, message: str) -> None:
-        if self.pid != os.getpid() or self.thread is None or not self.thread.is_alive():
-            self.start()
-        self.queue.put((channel, message))
-
-    def start(self) -> None:
-        with self.lock:
-            if self.pid == os.getpid() and self.thread is not None and self.thread.is_alive():
-                return
-            if self.pid != os.getpid():  # a forked child: nothing of the parent's is ours
-                self.queue, self.client = SimpleQueue(), None
-            self.pid = os.getpid()
-            self.thread = threading.Thread(target=self.run, name="notifications-stream", daemon=True)
-            self.thread.start()
-
-    def run(self) -> None:
-        while True:
-            batch = [self.queue.get()]
-            while len(batch) < self.BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except Empty:
-                    break
-            self.send(batch)
-
-    def send(self, batch: list[tuple[str, str]]) -> None:
-        global _down_until
-        if time.monotonic() < _down_until:
-            return
-        try:
-            if self.client is None:
-                self.client = redis.Redis.from_url(
-                    settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=2.0
-                )
-            pipeline = self.client.pipeline(transaction=False)
-            for channel, message in batch:
-                pipeline.publish(channel, message)
-            pipeline.execute()
-        except redis.RedisError as error:
-            _down_until = time.monotonic() + BACKOFF_S
-            logger.warning("Could not publish %s messages to the live stream: %s", len(batch), error)
-
-
-publisher = Publisher()
+def publish_client() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=2.0)
+    return _client
 
 
 def publish(user_id: int, message: dict[str, Any]) -> None:
-    """Publish on the user's channel, soon, from the publisher's thread; with the stream or the
-    queue off (no Redis), or Redis down a moment ago, do nothing."""
+    """Publish on the user's channel; with the stream or the queue off (no Redis), or Redis down, do
+    nothing."""
+    global _down_until
     if not setting("NOTIFICATIONS_STREAM_ENABLED") or not getattr(settings, "QUEUE_ENABLED", False):
         return
     if time.monotonic() < _down_until:
         return
-    publisher.put(channel_name(user_id), json.dumps(message))
+    try:
+        publish_client().publish(channel_name(user_id), json.dumps(message))
+    except redis.RedisError as error:
+        _down_until = time.monotonic() + BACKOFF_S
+        logger.warning("Could not publish to the live stream of user %s: %s", user_id, error)
 
 
 def publish_notification(user_id: int, notification_id: int, context: dict[str, Any]) -> None:

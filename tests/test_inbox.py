@@ -204,13 +204,3 @@ def test_the_retention_job_purges_old_read_notifications_only(ada):
 
     assert purge_notifications(read_inapp_days=90).read_inapp == 1
     assert set(InAppNotification.objects.values_list("pk", flat=True)) == {old_unread.pk, recent_read.pk}
-
-
-def test_the_live_stream_is_not_served_over_wsgi(ada):
-    client = Client()
-    client.force_login(ada)
-
-    response = client.get("/notifications/stream/")
-
-    assert response.status_code == 501
-    assert "ASGI" in response.json()["error"]

@@ -191,15 +191,33 @@ def test_the_stream_needs_a_sign_in(asgi_server):
     connection.close()
 
 
-def test_publishing_without_redis_does_not_fail_the_write(settings, monkeypatch):
+def test_publishing_without_redis_does_not_fail_the_write(settings, monkeypatch, db):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    publisher = stream.Publisher()
-    monkeypatch.setattr(stream, "publisher", publisher)
+    monkeypatch.setattr(stream, "_client", None)
     monkeypatch.setattr(stream, "_down_until", 0.0)
     started = time.monotonic()
 
-    stream.publish(1, {"type": "unread"})  # returns at once: the publisher's thread sends it
-
-    wait_until(lambda: stream._down_until > started, message="the publisher to give up on Redis")
+    stream.publish(1, {"type": "unread"})
     stream.publish(1, {"type": "unread"})  # skipped: Redis failed a moment ago
-    assert publisher.queue.empty()
+
+    assert stream._down_until > started
+    monkeypatch.setattr(stream, "_client", None)
+
+
+def test_open_streams_share_the_servers_database_connections(asgi_server, redis_broker, ada):
+    from django.db import connection
+
+    pool = min(32, (os.cpu_count() or 1) + 4)  # the event loop's thread pool
+    streams = [EventStream(asgi_server.port, session_cookie(ada)) for _ in range(pool + 4)]
+    for events in streams:
+        assert events.next()["event"] == "unread"
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        server_connections = cursor.fetchone()[0]
+    assert 0 < server_connections <= pool  # not one a stream
+    for events in streams:
+        events.close()
