@@ -8,20 +8,20 @@ user (the in-app recipient, or ``for_user=`` on any call) whose category is not 
 - an email gets an unsubscribe link (``unsubscribe_url`` in its context) and its headers.
 """
 
+import functools
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import Exists, Subquery
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import unsubscribe
 from .categories import CATEGORIES, Category, category_of, get_category
 from .channels import all_channels, get_channel
 from .exceptions import InvalidNotification
-from .models import Delivery, NotificationPreference, QuietHours
+from .models import Columns, Delivery, NotificationPreference, QuietHours
 
 #: The channels whose messages wait for the end of quiet hours: they ring a phone.
 QUIET_CHANNELS = frozenset({"sms", "whatsapp"})
@@ -73,28 +73,35 @@ def recipient_settings(
     user_id: int, category: str, channel: str
 ) -> tuple[bool, tuple[time, time, str] | None]:
     """Whether the user has the category on for the channel, and their quiet hours (starts, ends,
-    time zone) when they hold text messages of that channel: one query."""
-    opted_out = NotificationPreference.objects.filter(
-        user_id=user_id, category=category, channel=channel, enabled=False
-    )
-    hours = QuietHours.objects.filter(user_id=user_id)
-    row = (
-        get_user_model()
-        ._default_manager.filter(pk=user_id)
-        .annotate(
-            opted_out=Exists(opted_out),
-            starts=Subquery(hours.values("starts")),
-            ends=Subquery(hours.values("ends")),
-            zone=Subquery(hours.values("timezone")),
+    time zone) when they hold text messages of that channel.
+
+    One hand-written statement: it runs on every call for a user, and the ORM took longer to build
+    the same query with its subqueries than PostgreSQL took to answer it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            recipient_settings_statement(), {"user": user_id, "category": category, "channel": channel}
         )
-        .values("opted_out", "starts", "ends", "zone")
-        .first()
-    )
-    if row is None:
-        return True, None
-    if channel not in QUIET_CHANNELS or row["starts"] is None:
-        return not row["opted_out"], None
-    return not row["opted_out"], (row["starts"], row["ends"], row["zone"])
+        opted_out, starts, ends, zone = cursor.fetchone()
+    if channel not in QUIET_CHANNELS or starts is None:
+        return not opted_out, None
+    # Time objects on PostgreSQL, "22:00:00" on SQLite.
+    return not opted_out, (parse_time(starts, "starts"), parse_time(ends, "ends"), zone)
+
+
+@functools.cache
+def recipient_settings_statement() -> str:
+    preference, hours = Columns(NotificationPreference), Columns(QuietHours)
+    return f"""
+        SELECT EXISTS (
+                   SELECT 1 FROM {preference.table}
+                    WHERE {preference.user} = %(user)s AND {preference.category} = %(category)s
+                      AND {preference.channel} = %(channel)s AND NOT {preference.enabled}
+               ),
+               hours.{hours.starts}, hours.{hours.ends}, hours.{hours.timezone}
+          FROM (SELECT 1) AS one
+          LEFT JOIN {hours.table} AS hours ON hours.{hours.user} = %(user)s
+    """
 
 
 def quiet_until(starts: time, ends: time, zone_name: str, moment: datetime) -> datetime | None:
