@@ -180,6 +180,7 @@ def w9_drain(n, pairs=2):
 
     service, user = NotificationsService(), bench_user()
     rates = {"true": [], "false": []}
+    cpu = {"true": [], "false": []}
     for pair in range(pairs):
         order = ["true", "false"] if pair % 2 == 0 else ["false", "true"]
         for enabled in order:
@@ -188,8 +189,9 @@ def w9_drain(n, pairs=2):
             enqueue_in_app(service, user, n)
             env = bench_env(NOTIFICATIONS_STREAM_ENABLED=enabled)
             with Worker(RUNDRAMATIQ, env, f"w9-drain-{enabled}.log") as worker:
-                boot_s, drain_s, _ = timed_drain(worker, InAppNotification.objects.count, n)
+                boot_s, drain_s, cpu_ms = timed_drain(worker, InAppNotification.objects.count, n)
             rates[enabled].append(n / (drain_s - boot_s))
+            cpu[enabled].append(cpu_ms)
     with_stream, without = statistics.median(rates["true"]), statistics.median(rates["false"])
     return [
         {
@@ -198,7 +200,11 @@ def w9_drain(n, pairs=2):
             "jobs_per_s_publishing": round(with_stream),
             "jobs_per_s_not_publishing": round(without),
             "ratio": round(with_stream / without, 3),
-            "info": {"runs": pairs * 2},
+            "info": {
+                "runs": pairs * 2,
+                "worker_cpu_ms_per_job_publishing": statistics.median(cpu["true"]),
+                "worker_cpu_ms_per_job_not_publishing": statistics.median(cpu["false"]),
+            },
         }
     ]
 
