@@ -154,6 +154,7 @@ NOTIFICATIONS_SYNC_TIMEOUT_S = env.float("NOTIFICATIONS_SYNC_TIMEOUT_S", default
 
 # Recipients' pages: links in emails (unsubscribe) start with the site's address.
 NOTIFICATIONS_SITE_URL = env("NOTIFICATIONS_SITE_URL", default="http://127.0.0.1:8000" if DEBUG else "")
+NOTIFICATIONS_STREAM_ENABLED = env.bool("NOTIFICATIONS_STREAM_ENABLED", default=True)
 NOTIFICATIONS_STREAM_HEARTBEAT_S = env.float("NOTIFICATIONS_STREAM_HEARTBEAT_S", default=15.0)
 LOGIN_REDIRECT_URL = "/notifications/"
 
