@@ -1,7 +1,7 @@
 """Benchmarks of the notification pipeline on real Redis and PostgreSQL.
 
     .venv/bin/python bench/run.py [--workload W1 W1-bare W1-noop W2 W2-bare W3 W4 W5 W5-hold W7 W8 W8-call
-                                   W14] [--quick] [--reset] [--repeat N]
+                                   W9-stream W9-drain W9-call W14] [--quick] [--reset] [--repeat N]
 
 Prints one JSON line per measurement, then a table of the figures beside their targets (with
 --repeat, the workloads run N times in turn and the table shows the median of each figure). It never
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import harness, workloads  # noqa: E402
+from bench import harness, recipients, workloads  # noqa: E402
 
 FULL_SIZES = {
     "W1": 10_000,
@@ -40,6 +40,9 @@ FULL_SIZES = {
     "W5-hold": 3000,
     # SMS in the burst, NOTIFICATIONS_RATE_LIMITS' SMS rate.
     "W7": (2000, 50),
+    "W9-stream": (200, 500, 1000),
+    "W9-drain": 3000,
+    "W9-call": 2000,
 }
 #: --quick: every N divided by 10.
 QUICK_SIZES = {
@@ -57,11 +60,15 @@ QUICK_SIZES = {
     "W5": (100, 1000, 20, 5),
     "W5-hold": 300,
     "W7": (200, 50),
+    "W9-stream": (20, 50, 100),
+    "W9-drain": 1000,
+    "W9-call": 200,
 }
 #: W5 also measures W6 (the recovery after its outage).
 WORKLOADS = (
     *("W1", "W1-bare", "W1-noop", "W2", "W2-bare", "W3", "W4"),
     *("W5", "W5-hold", "W7", "W8", "W8-call", "W14"),
+    *("W9-stream", "W9-drain", "W9-call"),
 )
 #: The databases a workload uses, when not only harness.DATABASE. The first database of the first
 #: workload run is Django's default connection; the others are reached with harness.using_database.
@@ -134,6 +141,12 @@ def run_workload(name, sizes, reset):
         return workloads.w8_call(sizes["W8-call"], *sizes["W8"], reset=reset)
     if name == "W14":
         return workloads.w14(sizes["W14"])
+    if name == "W9-stream":
+        return recipients.w9_stream(sizes["W9-stream"])
+    if name == "W9-drain":
+        return recipients.w9_drain(sizes["W9-drain"])
+    if name == "W9-call":
+        return recipients.w9_call(sizes["W9-call"])
     return workloads.w4(sizes["W4"], reset=reset)
 
 

@@ -12,7 +12,7 @@ from failedjobs.models import FailedJob
 
 from .channels import get_channel
 from .exceptions import InvalidNotification
-from .models import Delivery, InAppNotification, Suppression
+from .models import Delivery, InAppNotification, NotificationPreference, QuietHours, Suppression
 from .status import pipeline_status
 from .tasks import ACTOR_NAMES
 
@@ -274,3 +274,30 @@ def hide_django_dramatiq_tasks() -> None:
 
 
 hide_django_dramatiq_tasks()
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    """Recipients' choices, as they made them on their settings page (read-only here)."""
+
+    list_display = ("user", "category", "channel", "enabled", "updated_at")
+    list_filter = ("category", "channel", "enabled")
+    raw_id_fields = ("user",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(QuietHours)
+class QuietHoursAdmin(admin.ModelAdmin):
+    list_display = ("user", "starts", "ends", "timezone")
+    raw_id_fields = ("user",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

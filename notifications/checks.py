@@ -80,3 +80,18 @@ def check_breaker_middleware(app_configs: Any, **kwargs: Any) -> list[checks.Che
             id="notifications.W010",
         )
     ]
+
+
+@checks.register(checks.Tags.compatibility, deploy=True)
+def check_site_url(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .conf import setting
+
+    if setting("NOTIFICATIONS_SITE_URL"):
+        return []
+    return [
+        checks.Warning(
+            "NOTIFICATIONS_SITE_URL is not set: emails go without an unsubscribe link.",
+            hint="Set it to the site's address, e.g. https://app.example.com.",
+            id="notifications.W200",
+        )
+    ]

@@ -56,6 +56,12 @@ DEFAULTS: dict[str, Any] = {
     # at Twilio before sending it again.
     "TWILIO_LOOKUP_DELAY_MS": 30_000,
     "METRICS_TOKEN": "",
+    # The site's address (https://app.example.com), for links in emails such as unsubscribe links.
+    "NOTIFICATIONS_SITE_URL": "",
+    # Publish in-app notifications for the live stream (needs Redis, and QUEUE_ENABLED).
+    "NOTIFICATIONS_STREAM_ENABLED": True,
+    # Seconds between heartbeats (comment lines) on an idle live stream.
+    "NOTIFICATIONS_STREAM_HEARTBEAT_S": 15.0,
 }
 
 

@@ -67,8 +67,9 @@ class DeliveryQuerySet(models.QuerySet):
             status=Delivery.Status.FAILED, updated_at=timezone.now(), **changes
         )
 
-    def deliver_in_app(self, pk: int, recipient_id: int, title: str, body: str, link: str) -> bool:
-        """Mark a delivery sent and write its in-app notification, at once; False when it was sent.
+    def deliver_in_app(self, pk: int, recipient_id: int, title: str, body: str, link: str) -> int | None:
+        """Mark a delivery sent and write its in-app notification, at once; return the notification's
+        id, or None when the delivery was sent before.
 
         On PostgreSQL one statement does both: one round trip and one commit per notification, where
         the ORM's claim, insert and update take three of each (a worker drained in-app notifications
@@ -90,15 +91,16 @@ class DeliveryQuerySet(models.QuerySet):
                     error_code="",
                 )
             )
-            if sent:
-                InAppNotification.objects.create(
-                    recipient_id=recipient_id, delivery_id=pk, title=title, body=body, link=link
-                )
-        return sent == 1
+            if not sent:
+                return None
+            notification = InAppNotification.objects.create(
+                recipient_id=recipient_id, delivery_id=pk, title=title, body=body, link=link
+            )
+        return notification.pk
 
     def deliver_in_app_in_one_statement(
         self, pk: int, recipient_id: int, title: str, body: str, link: str
-    ) -> bool:
+    ) -> int | None:
         parameters: dict[str, Any] = {
             "sent": Delivery.Status.SENT,
             "now": timezone.now(),
@@ -110,7 +112,8 @@ class DeliveryQuerySet(models.QuerySet):
         }
         with connection.cursor() as cursor:
             cursor.execute(deliver_in_app_statement(), parameters)
-            return cursor.fetchone() is not None
+            row = cursor.fetchone()
+        return None if row is None else row[0]
 
     def schedule_retry(self, pk: int, delay_ms: int | None = None) -> bool:
         """A transient failure run synchronously: the delivery is due again after Dramatiq's backoff
@@ -346,3 +349,40 @@ class Suppression(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.recipient = suppression_address(self.channel, self.recipient)
         super().save(*args, **kwargs)
+
+
+class NotificationPreference(models.Model):
+    """A user's choice for one category on one channel. No row: the notifications are sent."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    category = models.CharField(max_length=32)
+    channel = models.CharField(max_length=16)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "category", "channel"], name="preference_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} by {self.channel}: {'on' if self.enabled else 'off'}"
+
+
+class QuietHours(models.Model):
+    """A daily window, in the user's own time zone, when text messages that can wait do wait."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quiet_hours"
+    )
+    starts = models.TimeField(help_text="Local time the window opens, e.g. 22:00.")
+    ends = models.TimeField(help_text="Local time it closes, e.g. 07:00 (the next morning).")
+    timezone = models.CharField(max_length=64, help_text="An IANA time zone, e.g. Europe/Paris.")
+
+    class Meta:
+        verbose_name_plural = "quiet hours"
+
+    def __str__(self) -> str:
+        return f"{self.starts:%H:%M}-{self.ends:%H:%M} {self.timezone}"

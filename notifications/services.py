@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from failedjobs import dispatch
 
-from . import outbox, suppression
+from . import outbox, preferences, suppression
 from .channels import get_channel
 from .channels.twilio import MAX_BODY_CHARS
 from .conf import setting
@@ -45,6 +45,8 @@ class SendOptions(TypedDict, total=False):
     delay: timedelta | None
     topic: str
     skipped_because: str
+    for_user: Any
+    category: str
 
 
 class Appointment(TypedDict):
@@ -66,6 +68,9 @@ class NotificationsService:
     - ``idempotency_key``: calling again with the same key returns the first Delivery and sends nothing.
     - ``dedup_key`` and ``dedup_window`` (a timedelta): a second call with the same key within the
       window returns the earlier Delivery and sends nothing.
+    - ``for_user`` (a user or a user id): who the notification is for, so that their preferences apply
+      (in-app notifications: the recipient). ``category``: one of categories.CATEGORIES, instead of
+      the template's.
     """
 
     def send_verification_email(
@@ -262,6 +267,8 @@ class NotificationsService:
         delay: timedelta | None = None,
         topic: str = "",
         skipped_because: str = "",
+        for_user: Any = None,
+        category: str = "",
     ) -> Delivery:
         """Send ``template`` on a channel; every method above comes down to this one."""
         channel = get_channel(channel_name)
@@ -292,6 +299,8 @@ class NotificationsService:
             payload.update(status=Delivery.Status.SUPPRESSED, last_error=withheld)
         if skipped_because:
             payload.update(status=Delivery.Status.SKIPPED, last_error=skipped_because)
+        elif not withheld:
+            preferences.apply(payload, user=for_user, category=category)
         if dedup_key:
             return create_unless_duplicate(payload, idempotency_key, dedup_key, dedup_window)
         return create_and_schedule(payload, idempotency_key, dedup_key)

@@ -18,6 +18,8 @@ NOTIFICATIONS_TIME_LIMIT_MS = 3_000
 # Off unless a test turns it on (test_breaker.py): the retry tests count on every failure going through.
 NOTIFICATIONS_BREAKER_THRESHOLD = 0
 
+NOTIFICATIONS_SITE_URL = "http://testserver"
+
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DEFAULT_FROM_EMAIL = "notifications@example.com"
 

@@ -13,6 +13,7 @@ from ..exceptions import DeliveryError, InvalidRecipient
 from ..payload import Payload
 from ..provider_errors import email_error
 from ..rendering import find_template, render_html, render_text
+from ..unsubscribe import list_unsubscribe_headers
 from .base import BaseChannel, provider_timeout
 
 #: When EMAIL_TIMEOUT is not set (Django would wait on the socket without limit).
@@ -23,6 +24,8 @@ PARTS = {
     "text": "notifications/email/{template}/{{language}}/body.txt",
     "html": "notifications/email/{template}/{{language}}/body.html",
 }
+#: Added to the text body of an email that carries an unsubscribe link.
+UNSUBSCRIBE_FOOTER = "notifications/email/unsubscribe/{language}.txt"
 
 
 class EmailChannel(BaseChannel):
@@ -65,12 +68,18 @@ def esp_message_id(message: EmailMultiAlternatives) -> str:
 def build_message(payload: Payload) -> EmailMultiAlternatives:
     template, context, language = payload["template"], payload["context"], payload["language"]
     subject = render_text(PARTS["subject"].format(template=template), context, language)
+    body = render_text(PARTS["text"].format(template=template), context, language)
+    headers = {"Message-ID": make_msgid(domain=DNS_NAME)}
+    if context.get("unsubscribe_url"):
+        # The HTML layout shows the link itself (notifications/email/base.html).
+        body += render_text(UNSUBSCRIBE_FOOTER, context, language)
+        headers.update(list_unsubscribe_headers(context["unsubscribe_url"]))
     message = EmailMultiAlternatives(
         subject=" ".join(subject.split()),
-        body=render_text(PARTS["text"].format(template=template), context, language),
+        body=body,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[payload["recipient"]],
-        headers={"Message-ID": make_msgid(domain=DNS_NAME)},
+        headers=headers,
     )
     # For anymail's ESP backends: the ESP hands it back in its tracking events (see tracking.py).
     message.metadata = {"delivery_id": str(payload["delivery_id"])}  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError
 
+from .. import stream
 from ..exceptions import DeliveryError, InvalidRecipient, PermanentDeliveryError
 from ..payload import Payload
 from .base import BaseChannel
@@ -44,13 +45,17 @@ class InAppChannel(BaseChannel):
         from ..models import Delivery
 
         delivery_id, context = payload["delivery_id"], payload["context"]
+        user_id = int(payload["recipient"])
         written = Delivery.objects.deliver_in_app(
-            delivery_id, int(payload["recipient"]), context["title"], context["body"], context["link"]
+            delivery_id, user_id, context["title"], context["body"], context["link"]
         )
-        if not written:
+        if written is None:
             if not Delivery.objects.filter(pk=delivery_id).exists():
                 raise PermanentDeliveryError(f"Delivery {delivery_id} does not exist.")
             logger.info("Delivery %s was sent before; not sending it again.", delivery_id)
+            return ""
+        # Committed already (one statement, or its own transaction): live streams may read it.
+        stream.publish_notification(user_id, written, context)
         return ""
 
     def record_sent(self, delivery_id: int, provider_message_id: str) -> None:
