@@ -42,7 +42,7 @@ def main():
     from django.conf import settings
     from twilio.base.exceptions import TwilioRestException
 
-    from notifications.channels.twilio import send_message
+    from notifications.twilio_backends import TwilioBackend
     from tests.fakes.twilio_server import FakeTwilio
 
     twilio = FakeTwilio().start()
@@ -50,7 +50,7 @@ def main():
 
     def send():
         with contextlib.suppress(TwilioRestException):
-            send_message("+33612345678", "+15005550006", "Bench")
+            TwilioBackend().send({"to": "+33612345678", "from_": "+15005550006", "body": "Bench"})
 
     try:
         for case in ("refused", "accepted"):

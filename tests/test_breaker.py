@@ -162,10 +162,10 @@ def test_metrics_show_each_breaker(client, redis_broker):
 
 
 def test_an_unexpected_exception_keeps_its_full_traceback_on_the_failed_job(fake_twilio, worker, monkeypatch):
-    def broken_send(to, from_, body):
+    def broken_send(self, message):
         raise RuntimeError("a bug of ours")
 
-    monkeypatch.setattr("notifications.channels.twilio.send_message", broken_send)
+    monkeypatch.setattr("notifications.twilio_backends.TwilioBackend.send", broken_send)
     send_sms(1)
 
     job = wait_until(lambda: FailedJob.objects.first(), message="the failed job")

@@ -115,9 +115,10 @@ OTHER_TOOLS = {
     "--pairs": ROOT / "bench/drain_pairs.py",
 }
 #: Options of programs outside this repository: pip, ruff, Docker's HEALTHCHECK, docker compose up,
-#: redis-server, curl.
+#: redis-server, curl, uvicorn.
 EXTERNAL = {
     *("--get", "--data-urlencode"),
+    *("--host", "--port", "--no-access-log"),  # uvicorn
     *("--no-deps", "--check"),
     *("--interval", "--timeout", "--retries", "--start-period"),
     *("--build", "--scale", "--sentinel"),

@@ -14,6 +14,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from notifications.exceptions import PermanentDeliveryError, TransientDeliveryError
 from notifications.provider_errors import email_error, smtp_error, twilio_error
+from notifications.twilio_backends import TwilioBackend
 from tests.factories import new_delivery
 
 
@@ -122,21 +123,20 @@ def proxy_environment(monkeypatch):
     return monkeypatch
 
 
-def test_a_proxy_in_the_environment_is_used_for_twilio(fake_twilio, proxy_environment):
-    from notifications.channels.twilio import send_message
+MESSAGE = {"to": "+33612345678", "from_": "+15005550006", "body": "hi"}
 
+
+def test_a_proxy_in_the_environment_is_used_for_twilio(fake_twilio, proxy_environment):
     with pytest.raises(requests.ConnectionError):
-        send_message("+33612345678", "+15005550006", "hi")
+        TwilioBackend().send(MESSAGE)
 
     assert fake_twilio.requests_seen == 0
 
 
 def test_no_proxy_in_the_environment_is_honoured_for_twilio(fake_twilio, proxy_environment):
-    from notifications.channels.twilio import send_message
-
     proxy_environment.setenv("NO_PROXY", "127.0.0.1")
 
-    assert send_message("+33612345678", "+15005550006", "hi").startswith("SM")
+    assert TwilioBackend().send(MESSAGE).startswith("SM")
     assert fake_twilio.requests_seen == 1
 
 

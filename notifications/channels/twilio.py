@@ -59,11 +59,6 @@ def twilio_client() -> Client:
     return _local.client
 
 
-def send_message(to: str, from_: str, body: str) -> str:
-    """Send one message through Twilio and return its SID; Twilio's own exceptions propagate."""
-    return twilio_client().messages.create(to=to, from_=from_, body=body).sid
-
-
 @cache
 def backend_instance(path: str) -> BaseTwilioBackend:
     return import_string(path)()
