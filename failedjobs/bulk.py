@@ -96,18 +96,25 @@ def enqueue(operation_id: int) -> None:
 def run(operation_id: int) -> None:
     """Run a BulkOperation in batches, saving its progress after each, then record it in the history."""
     operation = BulkOperation.objects.get(pk=operation_id)
-    if operation.status != BulkOperation.Status.PENDING:
+    if operation.status in (BulkOperation.Status.DONE, BulkOperation.Status.FAILED):
         logger.warning("Bulk operation %s is %s already; not run again.", operation.pk, operation.status)
         return
-    update(operation, status=BulkOperation.Status.RUNNING, started_at=timezone.now())
+    already_done = 0
+    if operation.status == BulkOperation.Status.RUNNING:
+        # The broker hands a message back only once its worker is gone: go on where it stopped. Each
+        # action skips the jobs it already changed (retried, resolved or deleted).
+        logger.warning("Bulk operation %s was stopped at %s jobs; resuming it.", operation.pk, operation.done)
+        already_done = operation.done
+    else:
+        update(operation, status=BulkOperation.Status.RUNNING, started_at=timezone.now())
     jobs = FailedJob.objects.all()
     jobs.query = pickle.loads(bytes(operation.query))  # only start() writes it
     try:
-        count = act(
+        count = already_done + act(
             jobs,
             operation.action,
             batch_size=setting("FAILED_JOBS_BULK_BATCH_SIZE"),
-            progress=lambda done: update(operation, done=done),
+            progress=lambda done: update(operation, done=already_done + done),
         )
     except Exception as error:
         update(operation, status=BulkOperation.Status.FAILED, finished_at=timezone.now(), error=str(error))

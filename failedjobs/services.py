@@ -26,7 +26,7 @@ from redis import Redis
 
 from . import dispatch
 from .conf import setting
-from .models import FailedJob
+from .models import Alert, BulkOperation, FailedJob
 from .signals import job_failed, jobs_retried
 from .signatures import error_code, error_signature
 
@@ -405,7 +405,16 @@ def purge_old_jobs(
         if progress is not None:
             progress(deleted + done)
 
-    return deleted + delete_jobs(handled, batch_size=batch_size, progress=handled_progress)
+    deleted += delete_jobs(handled, batch_size=batch_size, progress=handled_progress)
+    purge_bookkeeping(now - timedelta(days=done_days))
+    return deleted
+
+
+def purge_bookkeeping(before: datetime) -> None:
+    """Forget finished bulk operations, and alerts last sent, before then (they are not failed jobs)."""
+    finished = [BulkOperation.Status.DONE, BulkOperation.Status.FAILED]
+    BulkOperation.objects.filter(status__in=finished, finished_at__lt=before).delete()
+    Alert.objects.filter(last_sent_at__lt=before).delete()
 
 
 def forget_dead_letter(broker: dramatiq.Broker, message: AnyMessage) -> None:

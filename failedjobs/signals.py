@@ -8,6 +8,8 @@
 - ``synchronous_run_failed``: a message run in the calling process (queue off, broker unreachable)
   raised. Arguments: ``message``, ``exception``. A receiver that returns True takes the failure
   over (for instance, schedules a retry); otherwise it is filed as a failed job.
+- ``scheduler_starting``: ``manage.py runperiodiq`` is about to start the scheduler (for a start-up
+  log line). No arguments.
 """
 
 from django.dispatch import Signal
@@ -15,3 +17,4 @@ from django.dispatch import Signal
 job_failed = Signal()
 jobs_retried = Signal()
 synchronous_run_failed = Signal()
+scheduler_starting = Signal()

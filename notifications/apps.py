@@ -8,7 +8,7 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
-        from failedjobs.signals import job_failed, jobs_retried, synchronous_run_failed
+        from failedjobs.signals import job_failed, jobs_retried, scheduler_starting, synchronous_run_failed
 
         # Declare the actors on the broker now, so that senders and workers share them.
         from . import checks, receivers, tasks  # noqa: F401
@@ -18,6 +18,9 @@ class NotificationsConfig(AppConfig):
         jobs_retried.connect(receivers.requeue_deliveries, dispatch_uid="notifications.requeue_deliveries")
         synchronous_run_failed.connect(
             receivers.schedule_synchronous_retry, dispatch_uid="notifications.schedule_synchronous_retry"
+        )
+        scheduler_starting.connect(
+            receivers.log_scheduler_mode, dispatch_uid="notifications.log_scheduler_mode"
         )
         tracking.connect(
             email_tracking.record_tracking_event, dispatch_uid="notifications.record_tracking_event"

@@ -9,6 +9,7 @@ from dramatiq import Message
 
 from .exceptions import TransientDeliveryError
 from .models import Delivery
+from .startup import log_mode
 from .tasks import ACTOR_NAMES
 
 
@@ -39,3 +40,8 @@ def requeue_deliveries(sender: Any, *, messages: list[Message], **kwargs: Any) -
     pks = [pk for pk in map(delivery_id, messages) if pk is not None]
     if pks:
         Delivery.objects.requeue(pks)
+
+
+def log_scheduler_mode(sender: Any, **kwargs: Any) -> None:
+    """The scheduler says once, as the web and worker processes do, which mode it runs in."""
+    log_mode("scheduler")

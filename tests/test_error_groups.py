@@ -7,7 +7,7 @@ from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
-from failedjobs import bulk
+from failedjobs import bulk, services
 from failedjobs.groups import error_groups
 from failedjobs.models import BulkOperation, FailedJob
 from tests.factories import failed_job, new_delivery, staff_client
@@ -188,6 +188,23 @@ def test_a_large_selection_runs_on_a_worker_with_its_progress(admin_client, admi
     assert pks(FailedJob.objects.filter(status="failed")) == pks(refused) | {late.pk}
     assert LogEntry.objects.get().user == admin_user
     assert "http-equiv" not in admin_client.get(response.url).content.decode()
+
+
+def test_a_bulk_operation_whose_worker_stopped_is_resumed_where_it_stopped(admin_user, two_causes):
+    invalid, refused = two_causes
+    jobs = FailedJob.objects.filter(pk__in=pks(invalid) | pks(refused))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bulk, "enqueue", lambda pk: None)
+        operation = bulk.start(jobs, "resolve", user_id=admin_user.pk)
+    first = FailedJob.objects.filter(pk__in=pks(invalid))
+    services.resolve_jobs(first)  # what the worker did before it was killed
+    BulkOperation.objects.filter(pk=operation.pk).update(status="running", done=first.count())
+
+    bulk.run(operation.pk)  # the message, handed back by the broker
+
+    operation.refresh_from_db()
+    assert (operation.status, operation.done) == ("done", operation.total)
+    assert set(jobs.values_list("status", flat=True)) == {"resolved"}
 
 
 def test_a_worker_runs_a_bulk_delete(admin_client, settings, two_causes, stub_broker, stub_worker):

@@ -74,3 +74,24 @@ def test_a_dry_run_counts_and_deletes_nothing(jobs):
     assert purge("--days", "0", "--done-days", "0", "--dry-run") == "Dry run: would have deleted 2"
 
     assert FailedJob.objects.count() == 4
+
+
+def test_the_purge_forgets_old_finished_bulk_operations_and_alerts(settings):
+    from failedjobs.models import Alert, BulkOperation
+
+    settings.FAILED_JOBS_DONE_RETENTION_DAYS = 30
+    old, recent = timezone.now() - timedelta(days=31), timezone.now() - timedelta(days=29)
+
+    def operation(status, finished_at):
+        return BulkOperation.objects.create(action="retry", query=b"", status=status, finished_at=finished_at)
+
+    kept = {operation("done", recent).pk, operation("running", None).pk, operation("pending", None).pk}
+    operation("done", old)
+    operation("failed", old)
+    Alert.objects.create(key="new:old", last_sent_at=old)
+    Alert.objects.create(key="new:recent", last_sent_at=recent)
+
+    purge()
+
+    assert set(BulkOperation.objects.values_list("pk", flat=True)) == kept
+    assert list(Alert.objects.values_list("key", flat=True)) == ["new:recent"]

@@ -1,5 +1,6 @@
 """What a process says when it starts, and what every command no longer says."""
 
+import io
 import subprocess
 import sys
 
@@ -73,3 +74,17 @@ def test_the_web_process_logs_its_mode_once_at_start():
         "channels configured: email, in_app; not configured: sms (needs TWILIO_AUTH_TOKEN), "
         "whatsapp (needs TWILIO_AUTH_TOKEN)"
     )
+
+
+def test_the_scheduler_says_its_mode_before_periodiq_starts(monkeypatch, caplog):
+    from django.core.management import call_command
+
+    started = []
+    monkeypatch.setattr("os.execvp", lambda path, arguments: started.append(arguments))
+    caplog.set_level("INFO", logger="notifications")
+
+    call_command("runperiodiq", stdout=io.StringIO())
+
+    assert started and started[0][1] == "django_dramatiq.setup"
+    [record] = [record for record in caplog.records if record.name == "notifications"]
+    assert record.getMessage().startswith("scheduler: queue ")
