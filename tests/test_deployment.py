@@ -22,6 +22,7 @@ from django.core.management import get_commands, load_command_class
 from selenium.webdriver.common.by import By
 
 from notifications.models import Delivery
+from tests.conftest import service_missing
 from tests.factories import new_delivery
 from tests.fakes.smtp_server import free_port
 from tests.helpers import ROOT, broker_speedups_off, database_url, wait_until
@@ -119,7 +120,7 @@ def test_every_variable_given_to_the_app_is_one_the_settings_read():
 def test_docker_compose_config_accepts_the_file(tmp_path):
     compose = shutil.which("docker-compose")
     if compose is None:
-        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+        service_missing("needs docker-compose (apt-get install docker-compose; scripts/setup does as root)")
     env = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "from-the-environment"}
     result = subprocess.run(
         [compose, "--project-directory", str(tmp_path), "-f", str(ROOT / "compose.yaml"), "config"],
