@@ -7,15 +7,9 @@ from selenium.webdriver.common.by import By
 from failedjobs.models import BulkOperation, FailedJob
 from tests.factories import failed_job
 from tests.helpers import wait_until
-from tests.test_browser_admin import sign_in as submit_sign_in
+from tests.test_browser_admin import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def sign_in(browser, live_server):
-    """Sign in, and wait for the admin's first page: a page asked for sooner would get the login form."""
-    submit_sign_in(browser, live_server)
-    wait_until(lambda: browser.find_elements(By.ID, "user-tools"), message="the signed-in admin")
 
 
 def texts(browser, selector):

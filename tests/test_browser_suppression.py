@@ -6,6 +6,7 @@ from selenium.webdriver.support.ui import Select
 
 from notifications.models import Suppression
 from notifications.services import NotificationsService
+from tests.helpers import wait_until
 from tests.test_browser_admin import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,7 +22,9 @@ def test_an_operator_suppresses_a_number_and_sees_why_a_delivery_was_not_sent(br
     browser.find_element(By.NAME, "detail").send_keys("Asked by phone")
     browser.find_element(By.NAME, "_save").click()
 
-    rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    rows = wait_until(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr"), message="the list"
+    )
     assert len(rows) == 1 and "Added by an operator" in rows[0].text
     assert Suppression.objects.get().recipient == "+33612345678"
 
