@@ -117,13 +117,16 @@ def run(operation_id: int) -> None:
             progress=lambda done: update(operation, done=already_done + done),
         )
     except Exception as error:
-        update(operation, status=BulkOperation.Status.FAILED, finished_at=timezone.now(), error=str(error))
-        record_in_history(
-            operation.user_id, operation.action, operation.done, f"{operation.description}; then failed"
-        )
+        with transaction.atomic():  # whoever sees it finished sees it in the history too
+            finished_at = timezone.now()
+            update(operation, status=BulkOperation.Status.FAILED, finished_at=finished_at, error=str(error))
+            record_in_history(
+                operation.user_id, operation.action, operation.done, f"{operation.description}; then failed"
+            )
         raise
-    update(operation, status=BulkOperation.Status.DONE, done=count, finished_at=timezone.now())
-    record_in_history(operation.user_id, operation.action, count, operation.description)
+    with transaction.atomic():
+        update(operation, status=BulkOperation.Status.DONE, done=count, finished_at=timezone.now())
+        record_in_history(operation.user_id, operation.action, count, operation.description)
 
 
 def update(operation: BulkOperation, **fields) -> None:
