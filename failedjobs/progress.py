@@ -1,5 +1,6 @@
-"""Progress lines for the management commands that work through large sets in batches."""
+"""Progress lines, and the --batch-size type, for the management commands that work through large sets in batches."""
 
+import argparse
 import time
 from collections.abc import Callable
 
@@ -33,3 +34,14 @@ def progress_printer(
             command.stdout.flush()
 
     return report
+
+
+def batch_size(value: str) -> int:
+    """The type of a command's ``--batch-size``: a whole number, 1 or more."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a batch size (1 or more).")
+    return number

@@ -4,20 +4,13 @@ from django.core.management.base import BaseCommand
 
 from failedjobs import services
 from failedjobs.conf import setting
-from failedjobs.progress import progress_printer
+from failedjobs.progress import batch_size, progress_printer
 
 
 def days(value: str) -> int:
     number = int(value)
     if number < 0:
         raise argparse.ArgumentTypeError(f"{value} is not a number of days (0 or more).")
-    return number
-
-
-def batch_size(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a batch size (1 or more rows).")
     return number
 
 

@@ -1,16 +1,7 @@
-import argparse
-
 from django.core.management.base import BaseCommand, CommandError
 
 from failedjobs import services
-from failedjobs.progress import progress_printer
-
-
-def batch_size(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a batch size (1 or more messages).")
-    return number
+from failedjobs.progress import batch_size, progress_printer
 
 
 class Command(BaseCommand):

@@ -1,19 +1,7 @@
-import argparse
-
 from django.core.management.base import BaseCommand
 
-from failedjobs.progress import progress_printer
+from failedjobs.progress import batch_size, progress_printer
 from notifications import outbox
-
-
-def batch_size(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a batch size (1 or more rows).")
-    return number
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ import argparse
 
 from django.core.management.base import BaseCommand
 
-from failedjobs.progress import progress_printer
+from failedjobs.progress import batch_size, progress_printer
 from notifications import retention
 from notifications.conf import setting
 
@@ -14,16 +14,6 @@ def days(value: str) -> int:
         number = -1
     if number < 0:
         raise argparse.ArgumentTypeError(f"{value} is not a number of days (0 or more).")
-    return number
-
-
-def batch_size(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a batch size (1 or more rows).")
     return number
 
 
