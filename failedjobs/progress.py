@@ -1,4 +1,4 @@
-"""Progress lines, and the --batch-size type, for the management commands that work through large sets in batches."""
+"""Progress lines and the --batch-size type for the commands that work through large sets in batches."""
 
 import argparse
 import time
