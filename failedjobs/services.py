@@ -300,6 +300,12 @@ def new_message_id(job: FailedJob) -> str:
     return hashlib.md5(f"{job.message_id}/{job.retry_count + 1}".encode()).hexdigest()
 
 
+def add_runtime_options(*names: str) -> None:
+    """Declare options that an app's middleware or actors set for one run of a message: a retried
+    job starts without them."""
+    RUNTIME_OPTIONS.update(names)
+
+
 def fresh_copy(message: Message, message_id: str) -> Message:
     """The same message under a new id, as if just enqueued: no retries counted, no old traceback."""
     return Message(

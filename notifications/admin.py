@@ -125,7 +125,8 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
         return super().changelist_view(request, context)
 
     def status_view(self, request):
-        """The queues, workers, scheduler and failed jobs by cause, as ``manage.py notifications_status``."""
+        """The queues, workers, scheduler, breakers and failed jobs by cause, as ``manage.py
+        notifications_status``."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         status = pipeline_status()
@@ -136,6 +137,7 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
             "status": status,
             "groups": [(group, mask_text(group.signature)) for group in status.groups],
             "groups_url": reverse("admin:failedjobs_failedjob_groups"),
+            "held_url": reverse("admin:notifications_delivery_changelist") + "?status__exact=held",
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/notifications/status.html", context)

@@ -8,11 +8,14 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
+        from failedjobs.services import add_runtime_options
         from failedjobs.signals import job_failed, jobs_retried, scheduler_starting, synchronous_run_failed
 
         # Declare the actors on the broker now, so that senders and workers share them.
-        from . import checks, receivers, tasks  # noqa: F401
+        from . import checks, gate, receivers, tasks  # noqa: F401
         from . import tracking as email_tracking
+
+        add_runtime_options(*gate.RUNTIME_OPTIONS)
 
         job_failed.connect(receivers.mark_delivery_failed, dispatch_uid="notifications.mark_delivery_failed")
         jobs_retried.connect(receivers.requeue_deliveries, dispatch_uid="notifications.requeue_deliveries")

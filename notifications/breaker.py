@@ -13,7 +13,7 @@ An operator can force it open or closed, and give it back to the automatic mode
 Keys, under ``notifications:breaker:<provider>:``: ``mode`` (forced "open" or "closed"; absent:
 automatic), ``open`` (exists while open, expires when the probe is due), ``tripped`` (from opening
 to closing), ``failures`` (the current run, expires after the window), ``probe`` (the probe in
-flight).
+flight), ``carrier`` (taken by the one held message a period that comes back for the probe).
 """
 
 import logging
@@ -86,6 +86,7 @@ class Status:
     mode: str  # auto, or forced open or closed
     failures: int  # the current run of transient failures
     probe_in_s: float | None  # while open in automatic mode: seconds until the probe
+    held: int | None = None  # deliveries held in the database until it closes, when counted
 
     def __str__(self) -> str:
         text = f"{self.provider}: {self.state}"
@@ -93,7 +94,8 @@ class Status:
             text += f" (forced {self.mode})"
         elif self.probe_in_s is not None:
             text += f", probe in {self.probe_in_s:.1f} s"
-        return text + f", {self.failures} transient failure(s) in the current run"
+        text += f", {self.failures} transient failure(s) in the current run"
+        return text if self.held is None else text + f", {self.held} deliveries held"
 
 
 def redis_client() -> redis.Redis | None:
@@ -109,7 +111,7 @@ class CircuitBreaker:
     def __init__(self, provider: str, client: redis.Redis) -> None:
         self.provider = provider
         self.client = client
-        keys = ("mode", "open", "tripped", "probe", "failures")
+        keys = ("mode", "open", "tripped", "probe", "failures", "carrier")
         self.keys = {name: f"{PREFIX}:{provider}:{name}" for name in keys}
         self.check_script = client.register_script(CHECK)
         self.failure_script = client.register_script(FAILURE)
@@ -117,6 +119,8 @@ class CircuitBreaker:
         # What this process last heard of an open breaker: until when to hold without asking Redis
         # (time.monotonic()), and until when the breaker said to hold.
         self.ask_again_at = self.hold_until = 0.0
+        # Until when (time.monotonic()) this process knows that another message carries the probe.
+        self.carried_until = 0.0
 
     def key_list(self, *names: str) -> list[str]:
         return [self.keys[name] for name in names]
@@ -139,6 +143,18 @@ class CircuitBreaker:
             logger.warning("Circuit breaker %s is half-open: one message goes as the probe.", self.provider)
         return decision, PROBE_WAIT_MS if delay < 0 else int(delay), bool(failing)
 
+    def take_carrier(self, ttl_ms: int, *, again: bool = False) -> bool:
+        """True for one held message a period: it waits ``ttl_ms`` for the probe; the others are
+        put aside until the breaker closes (see gate.py). The carrier back too early (``again``)
+        stays the carrier."""
+        now = time.monotonic()
+        if not again and now < self.carried_until:
+            return False
+        if self.client.set(self.keys["carrier"], "1", nx=not again, px=max(1, ttl_ms)):
+            return True
+        self.carried_until = now + LOCAL_MEMORY_MS / 1000
+        return False
+
     def failed(self, *, probe: bool) -> bool:
         """A transient failure of the provider: one more in the run, or the probe failed. True when
         the breaker is open now."""
@@ -160,11 +176,14 @@ class CircuitBreaker:
             logger.warning("Circuit breaker %s: the probe failed; open for %s s more.", self.provider, open_s)
         return change != "closed"
 
-    def answered(self) -> None:
-        """The provider answered (accepted the message, or refused it for good): closed, run ended."""
+    def answered(self) -> bool:
+        """The provider answered (accepted the message, or refused it for good): closed, run ended.
+        True when this closed a tripped breaker."""
         keys = self.key_list("failures", "open", "tripped", "probe")
         if self.answered_script(keys=keys):
             logger.warning("Circuit breaker %s closed: the provider answered again.", self.provider)
+            return True
+        return False
 
     def release_probe(self) -> None:
         """The probe ended without telling anything about the provider: another message may probe."""
@@ -191,7 +210,7 @@ class CircuitBreaker:
         """Force the breaker "open" or "closed", or give it back to the automatic mode ("auto")."""
         if mode not in MODES:
             raise ValueError(f"Unknown circuit breaker mode {mode!r}; use one of: {', '.join(MODES)}.")
-        self.ask_again_at = 0.0
+        self.ask_again_at = self.carried_until = 0.0
         with self.client.pipeline() as pipe:
             if mode == "auto":
                 pipe.delete(self.keys["mode"])

@@ -22,13 +22,13 @@ class DeliveryQuerySet(models.QuerySet):
     """Every change of a Delivery's status, each one statement that checks the status it changes."""
 
     def claim(self, pk: int) -> bool:
-        """Move a queued (or failed) delivery to sending, counting the attempt; False otherwise.
+        """Move a queued (or held, or failed) delivery to sending, counting the attempt; False otherwise.
 
         Failed too: a retried job's message reaches the broker before the transaction that requeues
         its delivery commits, so a worker can run it while the row still says failed.
         """
         Status = Delivery.Status
-        retryable = [Status.QUEUED, Status.FAILED, Status.UNDELIVERED]
+        retryable = [Status.QUEUED, Status.HELD, Status.FAILED, Status.UNDELIVERED]
         claimed = self.filter(pk=pk, status__in=retryable).update(
             status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
         )
@@ -136,15 +136,22 @@ class DeliveryQuerySet(models.QuerySet):
         )
         return scheduled == 1
 
+    def hold(self, pk: int) -> bool:
+        """A queued delivery waits for its provider's circuit breaker to close (see gate.py); False
+        when it is no longer queued."""
+        held = self.filter(pk=pk, status=Delivery.Status.QUEUED).update(
+            status=Delivery.Status.HELD, updated_at=timezone.now()
+        )
+        return held == 1
+
     def cancel(self) -> int:
         """Cancel the deliveries of the queryset that have not gone yet; return how many.
 
         A queued one may have its message in Redis already: the worker finds it cancelled and sends
         nothing.
         """
-        Status = Delivery.Status
-        return self.filter(status__in=[Status.SCHEDULED, Status.QUEUED]).update(
-            status=Status.CANCELLED, updated_at=timezone.now()
+        return self.filter(status__in=Delivery.WAITING_STATUSES).update(
+            status=Delivery.Status.CANCELLED, updated_at=timezone.now()
         )
 
     def requeue(self, pks: Iterable[int]) -> int:
@@ -201,6 +208,7 @@ class Delivery(models.Model):
     class Status(models.TextChoices):
         SCHEDULED = "scheduled", "Scheduled"
         QUEUED = "queued", "Queued"
+        HELD = "held", "Held (provider down)"
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
@@ -210,6 +218,8 @@ class Delivery(models.Model):
         UNDELIVERED = "undelivered", "Undelivered"
         SUPPRESSED = "suppressed", "Suppressed"
 
+    #: Not gone yet, and still to go: what cancelling stops.
+    WAITING_STATUSES = (Status.SCHEDULED, Status.QUEUED, Status.HELD)
     #: Statuses set from the provider's receipts, which the answer to the send call never overwrites.
     RECEIPT_STATUSES = (Status.DELIVERED, Status.UNDELIVERED)
 
@@ -267,6 +277,8 @@ class Delivery(models.Model):
             # The dispatcher's two queries, each over the few rows in its status.
             models.Index(fields=["send_at"], name="delivery_due", condition=Q(status="scheduled")),
             models.Index(fields=["updated_at"], name="delivery_queued_since", condition=Q(status="queued")),
+            # The deliveries an open circuit breaker holds, released in the order they were held.
+            models.Index(fields=["channel", "updated_at"], name="delivery_held", condition=Q(status="held")),
         ]
 
     def __str__(self) -> str:

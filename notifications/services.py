@@ -182,7 +182,7 @@ class NotificationsService:
         waiting = Delivery.objects.filter(
             topic=appointment_topic(appointment),
             template__startswith="appointment_reminder_",
-            status__in=[Delivery.Status.SCHEDULED, Delivery.Status.QUEUED],
+            status__in=Delivery.WAITING_STATUSES,
         )
         reminders = {(row.recipient, row.channel, row.language) for row in waiting}
         waiting.cancel()

@@ -19,6 +19,8 @@ from failedjobs.conf import setting as failedjobs_setting
 from failedjobs.groups import ErrorGroup, error_groups
 from failedjobs.models import FailedJob
 
+from . import gate
+from .breaker import Status as BreakerStatus
 from .health import mask_secrets
 from .heartbeat import BEAT_INTERVAL_S, WORKERS_KEY
 
@@ -49,6 +51,8 @@ class PipelineStatus:
     workers: int | None = None
     scheduler_last_tick: datetime | None = None
     groups: list[ErrorGroup] = field(default_factory=list)
+    #: Each provider's circuit breaker, with the deliveries it holds.
+    breakers: list[BreakerStatus] = field(default_factory=list)
     #: Why Redis could not be read (it is down, or the queue is off), else "".
     redis_error: str = ""
 
@@ -159,6 +163,7 @@ def pipeline_status(broker: dramatiq.Broker | None = None) -> PipelineStatus:
         status.queues = queue_statuses(broker)
         status.workers = workers_alive(broker)
         status.scheduler_last_tick = scheduler_last_tick(broker)
+        status.breakers = gate.breaker_statuses()
     except redis.RedisError as error:
         status.redis_error = mask_secrets(f"Redis does not answer: {type(error).__name__}: {error}")
     return status

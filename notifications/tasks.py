@@ -58,11 +58,13 @@ def redeliver_orphaned_messages() -> None:
 
 @dramatiq.actor(queue_name="maintenance", periodic=cron("* * * * *"), max_retries=0)
 def dispatch_due() -> None:
-    """Every minute: scheduled deliveries that are due, and queued ones whose message was lost."""
+    """Every minute: scheduled deliveries that are due, queued ones whose message was lost, and held
+    ones whose circuit breaker closed."""
     from .status import record_scheduler_tick
 
     record_scheduler_tick()
     outbox.dispatch_due()
+    gate.release_when_closed()
 
 
 # An hour: a first purge of a large log can take longer than Dramatiq's default 10 minutes. Each batch

@@ -7,12 +7,14 @@ import time
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from failedjobs.models import FailedJob
-from notifications import breaker
+from notifications import breaker, gate
 from notifications.limits import Limit
 from notifications.models import Delivery
 from notifications.services import NotificationsService
+from tests.factories import new_delivery
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,14 +54,19 @@ def test_breaker_opens_after_the_threshold_and_holds_messages_without_spending_a
     fake_twilio.fail_always(500, 20500)
     caplog.set_level(logging.WARNING, logger="notifications.breaker")
     deliveries = send_sms(12)
+    rows = Delivery.objects.filter(pk__in=[d.pk for d in deliveries])
 
     wait_until(lambda: twilio_state() == "open", message="the breaker to open")
 
     def all_waiting():
-        options = [m["options"] for m in waiting_messages(redis_broker.client)]
-        return len(options) == 12 and all(o.get("held") or o.get("retries") for o in options) and options
+        waiting = [m["options"] for m in waiting_messages(redis_broker.client)]
+        held = rows.filter(status=Delivery.Status.HELD).count()
+        # A failure made before it opened comes back within the tests' backoff (40 ms), to be held.
+        soon = time.time() * 1000 + 50_000
+        back_soon = any(options["eta"] < soon for options in waiting if options.get("retries"))
+        return len(waiting) + held == 12 and not back_soon and (waiting, held)
 
-    held = wait_until(all_waiting, message="all 12 waiting in Redis")
+    waiting, held = wait_until(all_waiting, message="all 12 waiting in Redis or held in the database")
     seen = fake_twilio.requests_seen
     time.sleep(0.5)
 
@@ -67,16 +74,18 @@ def test_breaker_opens_after_the_threshold_and_holds_messages_without_spending_a
     assert 3 <= seen <= 3 + 4
     assert fake_twilio.requests_seen == seen
     assert FailedJob.objects.count() == 0
-    rows = Delivery.objects.filter(pk__in=[d.pk for d in deliveries])
-    assert set(rows.values_list("status", flat=True)) == {Delivery.Status.QUEUED}
-    # A hold spends nothing: the attempts and retries counted are the failures there really were.
-    assert sum(options.get("retries", 0) for options in held) == seen
-    assert all(options.get("attempts", 0) == options.get("retries", 0) for options in held)
+    # Those that failed once it was open wait in Redis to come back when the probe is due, with one
+    # more message (the carrier); the others, including the early failures whose retry came back
+    # while it was open, are held in the database until it closes: no message of theirs is left.
+    carriers = [options for options in waiting if options.get("held")]
+    failed = [options for options in waiting if options.get("retries") and not options.get("held")]
+    assert len(carriers) == 1 and len(failed) == len(waiting) - 1 and held == 11 - len(failed)
+    assert set(rows.values_list("status", flat=True)) == {Delivery.Status.QUEUED, Delivery.Status.HELD}
+    # A hold spends nothing: the attempts counted are the failures there really were.
     assert sum(rows.values_list("attempts", flat=True)) == seen
-    assert sum(1 for options in held if options.get("held")) >= 12 - seen
-    # A message that failed once the breaker was open comes back when the probe is due (60 s).
-    now_ms = time.time() * 1000
-    assert any(options["eta"] - now_ms > 50_000 for options in held if options.get("retries"))
+    assert all(options.get("attempts", 0) == options.get("retries", 0) for options in waiting)
+    # The failure that opened it, at least, waits in Redis for the probe (in 60 s).
+    assert failed
     assert any("opened after 3 transient failures" in record.getMessage() for record in caplog.records)
 
 
@@ -86,6 +95,9 @@ def test_breaker_half_opens_probes_and_closes_by_itself(breakers_on, fake_twilio
     fake_twilio.fail_always(500, 20500)
     deliveries = send_sms(10)
     wait_until(lambda: twilio_state() == "open", message="the breaker to open")
+    held = wait_until(
+        lambda: Delivery.objects.filter(status=Delivery.Status.HELD).count(), message="deliveries held"
+    )
     time.sleep(0.3)  # the requests in flight when it opened are refused too
 
     fake_twilio.reset()  # the provider is back
@@ -98,6 +110,7 @@ def test_breaker_half_opens_probes_and_closes_by_itself(breakers_on, fake_twilio
     assert len(fake_twilio.messages) == 10
     assert FailedJob.objects.count() == 0
     assert twilio_state() == "closed"
+    assert held >= 1  # and they went once it closed, nobody acting
     assert all(d.attempts <= 3 for d in Delivery.objects.filter(pk__in=[d.pk for d in deliveries]))
     log = [record.getMessage() for record in caplog.records]
     assert any("opened" in line for line in log)
@@ -133,12 +146,22 @@ def test_an_operator_forces_the_breaker_open_then_closed(breakers_on, fake_twili
     out = io.StringIO()
     call_command("circuit_breaker", "twilio", "--open", stdout=out)
     assert "twilio: open (forced open)" in out.getvalue()
-    [delivery] = send_sms(1)
-    wait_until(lambda: waiting_messages(redis_broker.client), message="the message held")
+    deliveries = send_sms(3)
+    held = Delivery.objects.filter(status=Delivery.Status.HELD)
+    wait_until(lambda: held.count() == 2, message="two held, the third carries the probe")
+    assert len(waiting_messages(redis_broker.client)) == 1
+    out = io.StringIO()
+    call_command("circuit_breaker", stdout=out)
+    assert "twilio: open (forced open), 0 transient failure(s) in the current run, 2 deliveries held" in (
+        out.getvalue()
+    )
     assert fake_twilio.requests_seen == 0
 
-    call_command("circuit_breaker", "twilio", "--close", stdout=io.StringIO())
-    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT, message="sent")
+    out = io.StringIO()
+    call_command("circuit_breaker", "twilio", "--close", stdout=out)
+    assert "2 held deliveries sent again." in out.getvalue()
+    sent = Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=Delivery.Status.SENT)
+    wait_until(lambda: sent.count() == 3, message="all three sent")
 
     call_command("circuit_breaker", "twilio", "--auto", stdout=io.StringIO())
     out = io.StringIO()
@@ -235,7 +258,8 @@ def test_two_worker_processes_share_the_breaker(worker_process, fake_twilio):
     assert fake_twilio.requests_seen < 8
     assert FailedJob.objects.count() == 0
     assert "holding" not in first.log() + second.log()  # no traceback or warning per held message
-    assert Delivery.objects.filter(status=Delivery.Status.QUEUED).count() == 30
+    waiting = [Delivery.Status.QUEUED, Delivery.Status.HELD]
+    assert Delivery.objects.filter(status__in=waiting).count() == 30
 
 
 def test_the_rate_limit_holds_across_two_workers(worker_process, fake_twilio):
@@ -309,3 +333,59 @@ def test_a_concurrency_limit_keeps_one_sms_at_a_time_at_twilio(settings, fake_tw
     assert len(arrivals) == 5
     assert min(gaps) >= 0.19  # each waited for the one before to be answered
     assert {d.attempts for d in Delivery.objects.filter(pk__in=[d.pk for d in deliveries])} == {1}
+
+
+def hold_rows(count, channel="sms"):
+    return [new_delivery(channel=channel, status=Delivery.Status.HELD) for _ in range(count)]
+
+
+def test_the_scheduler_sends_held_deliveries_again_once_their_breaker_is_closed(breakers_on, redis_broker):
+    # Held by a breaker that has closed since, with nobody left to send them (the closer died).
+    sms, whatsapp = hold_rows(3), hold_rows(1, channel="whatsapp")
+    [email] = hold_rows(1, channel="email")
+    breaker.get_breaker("email").force("open")
+
+    assert gate.release_when_closed() == {"twilio": 4}
+
+    statuses = dict(Delivery.objects.values_list("pk", "status"))
+    assert {statuses[d.pk] for d in sms + whatsapp} == {Delivery.Status.QUEUED}
+    assert statuses[email.pk] == Delivery.Status.HELD
+    queued = [json.loads(data) for data in redis_broker.client.hvals("dramatiq:sms.msgs")]
+    assert sorted(m["kwargs"]["delivery_id"] for m in queued) == sorted(d.pk for d in sms)
+
+
+def test_a_half_open_breaker_gets_one_held_delivery_as_its_probe(breakers_on, redis_broker):
+    hold_rows(3)
+    circuit = breaker.get_breaker("twilio")
+    for _ in range(3):
+        circuit.failed(probe=False)
+    assert twilio_state() == "open"
+    assert gate.release_when_closed() == {}
+
+    redis_broker.client.delete(circuit.keys["open"])  # the probe is due
+    assert twilio_state() == "half-open"
+
+    assert gate.release_when_closed() == {"twilio": 1}
+    assert Delivery.objects.filter(status=Delivery.Status.HELD).count() == 2
+
+
+def test_held_deliveries_can_be_cancelled(redis_broker):
+    [delivery] = hold_rows(1)
+    Delivery.objects.filter(topic="").cancel()
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.CANCELLED
+
+
+def test_the_pipeline_status_shows_each_breaker_and_what_it_holds(admin_client, redis_broker):
+    hold_rows(2)
+    hold_rows(1, channel="whatsapp")
+    breaker.get_breaker("twilio").force("open")
+    out = io.StringIO()
+
+    call_command("notifications_status", stdout=out)
+
+    expected = "twilio: open (forced open), 0 transient failure(s) in the current run, 3 deliveries held"
+    assert f"Circuit breaker {expected}" in out.getvalue()
+    assert "Circuit breaker email: closed" in out.getvalue()
+    html = admin_client.get(reverse("admin:notifications_status")).content.decode()
+    assert '<tr class="breaker-twilio"><td>twilio</td>' in html
+    assert ">3</a></td></tr>" in html

@@ -150,7 +150,7 @@ def test_dispatch_due_progress_and_silence(stub_broker):
         "  dispatched 2 so far",
         "  dispatched 4 so far",
         "  dispatched 5 so far",
-        "enqueued 5 due, 0 again, 0 left sending",
+        "enqueued 5 due, 0 again, 0 left sending, 0 held whose circuit breaker closed",
     ]
     assert stub_broker.queues["sms"].qsize() == 5
     assert run("dispatch_due", "--verbosity", "0") == []

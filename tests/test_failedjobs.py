@@ -348,3 +348,14 @@ def test_bulk_retry_with_redis_down_delivers_synchronously(settings, fake_twilio
     assert out.strip() == "retried 1, skipped 0"
     assert fake_twilio.wait_for_messages(1)[0]["body"] == "after the outage"
     assert unreachable_redis.enqueue_attempts == []
+
+
+def test_a_retried_job_starts_without_the_options_of_its_last_run(stub_broker):
+    """A probe that failed for good carried the breaker's options; its retry is a new message."""
+    options = {"retries": 5, "held": 3, "carrier": True, "row_touched_at": 1, "max_retries": 2}
+    job = failed_job("sms", message=job_message("sms").copy(options=options))
+
+    services.retry_jobs(FailedJob.objects.filter(pk=job.pk))
+
+    retried = Message.decode(stub_broker.queues["sms"].get_nowait())
+    assert retried.options == {"max_retries": 2}

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from notifications import breaker
+from notifications import breaker, gate
 
 
 class Command(BaseCommand):
@@ -30,8 +30,11 @@ class Command(BaseCommand):
         if breaker.redis_client() is None:
             raise CommandError("Circuit breakers live in Redis, and the broker has no Redis (queue off?).")
         if mode is not None:
-            self.stdout.write(str(breaker.get_breaker(provider).force(mode)))
+            status = breaker.get_breaker(provider).force(mode)
+            self.stdout.write(str(status))
+            if status.state == "closed" and (released := gate.release_held(provider)):
+                self.stdout.write(f"{released} held deliveries sent again.")
             return
-        for status in breaker.statuses():
+        for status in gate.breaker_statuses():
             if provider is None or status.provider == provider:
                 self.stdout.write(str(status))

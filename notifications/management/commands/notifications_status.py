@@ -31,6 +31,7 @@ def as_dict(status: PipelineStatus) -> dict[str, Any]:
             }
             for group in status.groups
         ],
+        "circuit_breakers": [vars(breaker) for breaker in status.breakers],
         "redis_error": status.redis_error,
     }
 
@@ -38,7 +39,8 @@ def as_dict(status: PipelineStatus) -> dict[str, Any]:
 class Command(BaseCommand):
     help = (
         "Show what waits where: per queue, messages waiting, delayed (retries), in Redis's dead-letter "
-        "queue and the oldest one's age; workers alive; the scheduler's last tick; failed jobs by cause."
+        "queue and the oldest one's age; workers alive; the scheduler's last tick; the circuit breakers and "
+        "the deliveries they hold; failed jobs by cause."
     )
     requires_system_checks: list[str] = []
 
@@ -56,6 +58,8 @@ class Command(BaseCommand):
             self.write_queues(status)
             self.stdout.write(f"Workers alive: {status.workers} (workers with a heartbeat in Redis)")
             self.stdout.write(f"Scheduler's last tick: {ago(status.scheduler_last_tick)}")
+            for breaker in status.breakers:
+                self.stdout.write(f"Circuit breaker {breaker}")
         self.write_groups(status)
 
     def write_queues(self, status: PipelineStatus) -> None:
