@@ -15,7 +15,8 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from dramatiq import Message
 from dramatiq.common import compute_backoff
@@ -26,15 +27,20 @@ from . import outbox
 from .conf import setting
 from .exceptions import Undelivered
 from .models import MAX_ERROR_CHARS, Delivery
+from .provider_errors import NO_ANSWER
 
 logger = logging.getLogger("notifications.receipts")
 
 Status = Delivery.Status
 #: What a receipt may change: a delivery on its way, or accepted by the provider.
 IN_FLIGHT = [Status.SENDING, Status.SENT]
+#: A delivery whose send call went unanswered, waiting for its next attempt: a receipt for it is the
+#: answer that did not come (the provider accepted the message after all).
+UNANSWERED = Q(status__in=[Status.QUEUED, Status.HELD], error_code=NO_ANSWER, provider_message_id="")
 
 
 class Outcome(StrEnum):
+    ACCEPTED = "accepted"
     DELIVERED = "delivered"
     RETRY = "retry"
     UNDELIVERED = "undelivered"
@@ -42,24 +48,38 @@ class Outcome(StrEnum):
 
 
 def about_message(delivery_id: int, provider_message_id: str) -> QuerySet[Delivery]:
-    """The delivery, while the receipt is about its latest message (or its id is not recorded yet)."""
+    """The delivery, while the receipt is about its latest message (or its id is not recorded yet),
+    and that message is on its way, accepted, or unanswered."""
     latest = Q(provider_message_id=provider_message_id) | Q(provider_message_id="")
-    return Delivery.objects.filter(latest, pk=delivery_id)
+    return Delivery.objects.filter(latest, Q(status__in=IN_FLIGHT) | UNANSWERED, pk=delivery_id)
+
+
+def record_accepted(delivery_id: int, provider_message_id: str) -> Outcome:
+    """The provider reports a message it accepted (queued, sent): for a delivery whose send call went
+    unanswered, it is sent, so that its next attempt sends nothing again. Otherwise nothing to do:
+    the send call's answer says as much."""
+    now = timezone.now()
+    changed = Delivery.objects.filter(UNANSWERED, pk=delivery_id).update(
+        status=Status.SENT,
+        provider_message_id=provider_message_id,
+        sent_at=now,
+        updated_at=now,
+        last_error="",
+        error_code="",
+    )
+    return Outcome.ACCEPTED if changed else Outcome.IGNORED
 
 
 def record_delivered(delivery_id: int, provider_message_id: str) -> Outcome:
     now = timezone.now()
-    changed = (
-        about_message(delivery_id, provider_message_id)
-        .filter(status__in=IN_FLIGHT)
-        .update(
-            status=Status.DELIVERED,
-            provider_message_id=provider_message_id,
-            receipt_at=now,
-            updated_at=now,
-            last_error="",
-            error_code="",
-        )
+    changed = about_message(delivery_id, provider_message_id).update(
+        status=Status.DELIVERED,
+        provider_message_id=provider_message_id,
+        sent_at=Coalesce("sent_at", Value(now)),
+        receipt_at=now,
+        updated_at=now,
+        last_error="",
+        error_code="",
     )
     return Outcome.DELIVERED if changed else Outcome.IGNORED
 
@@ -76,8 +96,7 @@ def record_undelivered(
     """A retry when one may help and is left; otherwise undelivered and a failed job."""
     error = Undelivered(description, provider=provider, code=code or None)
     with transaction.atomic():
-        in_flight = about_message(delivery_id, provider_message_id).filter(status__in=IN_FLIGHT)
-        delivery = in_flight.select_for_update().first()
+        delivery = about_message(delivery_id, provider_message_id).select_for_update().first()
         if delivery is None:
             return Outcome.IGNORED
         now = timezone.now()

@@ -28,6 +28,7 @@ from .provider_errors import TWILIO_UNSUBSCRIBED, receipt_is_retryable
 
 logger = logging.getLogger("notifications.webhooks")
 
+ACCEPTED = {"accepted", "queued", "sending", "sent"}
 DELIVERED = {"delivered", "read"}
 UNDELIVERED = {"undelivered", "failed"}
 # Twilio's default opt-out and opt-in keywords (Advanced Opt-Out), which it also acts on itself.
@@ -72,7 +73,9 @@ def twilio_status(request: HttpRequest, delivery_id: int) -> HttpResponse:
     status = request.POST.get("MessageStatus", "")
     sid = request.POST.get("MessageSid", "")
     code = request.POST.get("ErrorCode", "")
-    if status in DELIVERED:
+    if status in ACCEPTED:
+        receipts.record_accepted(delivery_id, sid)
+    elif status in DELIVERED:
         receipts.record_delivered(delivery_id, sid)
     elif status in UNDELIVERED:
         record_undelivered(request, delivery_id, sid, status, code)

@@ -201,3 +201,32 @@ def test_the_system_check_warns_when_twilio_cannot_send_receipts(settings):
     assert [message.id for message in check_receipts()] == ["notifications.W003"]
     settings.NOTIFICATIONS_PUBLIC_URL = "https://notifications.example.com"
     assert check_receipts() == []
+
+
+@pytest.mark.parametrize("status", ["delivered", "sent"])
+def test_a_receipt_for_a_message_whose_send_call_went_unanswered_settles_it(
+    twilio, live_server, settings, status
+):
+    """The send call timed out (the row waits for its next attempt): the receipt is the lost answer."""
+    delivery = Delivery.objects.create(
+        channel="sms",
+        template="plain",
+        recipient=NUMBER,
+        status=Status.QUEUED,
+        error_code="no-answer",
+        attempts=1,
+    )
+    message = {
+        "account_sid": settings.TWILIO_ACCOUNT_SID,
+        "sid": "SM" + "a" * 32,
+        "from": settings.TWILIO_SMS_FROM,
+        "to": NUMBER,
+        "status_callback": f"{live_server.url}/webhooks/twilio/status/{delivery.pk}",
+    }
+
+    assert twilio.send_status(message, status) == 204
+
+    delivery.refresh_from_db()
+    assert delivery.status == {"delivered": Status.DELIVERED, "sent": Status.SENT}[status]
+    assert (delivery.provider_message_id, delivery.error_code) == (message["sid"], "")
+    assert delivery.sent_at is not None

@@ -17,6 +17,7 @@ from ..conf import setting
 from ..exceptions import (
     ChannelNotConfigured,
     DeliveryError,
+    DeliveryOutcomeUnknown,
     InvalidNotification,
     InvalidRecipient,
     PermanentDeliveryError,
@@ -141,11 +142,13 @@ class TwilioChannel(BaseChannel):
     def send(self, payload: Payload) -> str:
         self.check_configured()
         message = self.message(payload)
-        to, sender = message["to"], message.get("from_")
-        accepted = self.accepted_earlier(payload["delivery_id"], to, sender, message["body"])
+        to, sender, template = message["to"], message.get("from_"), "content_sid" in message
+        accepted = self.accepted_earlier(
+            payload["delivery_id"], to, sender, message["body"], template=template
+        )
         if accepted:
             return accepted
-        if "content_sid" in message:
+        if template:
             del message["body"]  # the template's text is Twilio's to render
         try:
             return twilio_backend().send(message)
@@ -176,8 +179,14 @@ class TwilioChannel(BaseChannel):
         """``content_sid`` and ``content_variables`` when the message is a Content template."""
         return {}
 
-    def accepted_earlier(self, delivery_id: int, to: str, sender: str | None, body: str) -> str | None:
-        """After an attempt Twilio did not answer, the SID of the message it accepted all the same."""
+    def accepted_earlier(
+        self, delivery_id: int, to: str, sender: str | None, body: str, *, template: bool = False
+    ) -> str | None:
+        """After an attempt Twilio did not answer, the SID of the message it accepted all the same.
+
+        Found by its text. A Content template's text is Twilio's to render, so it cannot be: unless a
+        status callback settled it (receipts.record_accepted), it is not sent again by itself.
+        """
         from ..models import Delivery
 
         unanswered = Delivery.objects.filter(pk=delivery_id, error_code=NO_ANSWER)
@@ -185,13 +194,20 @@ class TwilioChannel(BaseChannel):
         if created_at is None:
             return None
         try:
-            return twilio_backend().find(to, sender, body, since=created_at - timedelta(minutes=1))
+            found = twilio_backend().find(to, sender, body, since=created_at - timedelta(minutes=1))
         except Exception as error:
             raise TransientDeliveryError(
                 f"Could not ask Twilio whether an earlier attempt was accepted: {error!r}",
                 provider="twilio",
                 code=NO_ANSWER,
             ) from error
+        if found is None and template:
+            raise DeliveryOutcomeUnknown(
+                f"Twilio did not answer an earlier attempt at delivery {delivery_id} in time, and a "
+                "Content template message cannot be looked up by its text: it may have been "
+                "delivered. Not sent again automatically: retry it from failed jobs to send it anyway."
+            )
+        return found
 
     def provider_error(self, error: Exception) -> DeliveryError:
         return twilio_error(error, twilio_client().http_client.last_headers)
