@@ -92,6 +92,8 @@ class DeliveryAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
         "channel",
         "template",
         "masked_recipient",
+        "for_user_id",
+        "category",
         "status",
         "attempts",
         "message_id",

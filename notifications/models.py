@@ -234,6 +234,10 @@ class Delivery(models.Model):
     # What the message carries besides the above, so that the dispatcher can send it again.
     context = models.JSONField(default=dict, blank=True)
     language = models.CharField(max_length=16, blank=True, default="")
+    # Whose preferences apply (for_user, or the in-app recipient) and under which category; empty when
+    # none do (no user known, or a critical category). No foreign key: the log outlives its users.
+    for_user_id = models.BigIntegerField(null=True, blank=True, help_text="The user whose preferences apply.")
+    category = models.CharField(max_length=32, blank=True, default="")
     send_at = models.DateTimeField(null=True, blank=True, help_text="When a scheduled delivery is due.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
@@ -284,9 +288,10 @@ class Delivery(models.Model):
     def __str__(self) -> str:
         return f"{self.get_channel_display()} {self.template} #{self.pk} ({self.status})"
 
-    def payload(self) -> dict[str, Any]:
-        """The keyword arguments of this delivery's message (see payload.Payload)."""
-        return {
+    def payload(self, *, recheck: bool = True) -> dict[str, Any]:
+        """The keyword arguments of this delivery's message (see payload.Payload). With ``recheck``,
+        the user and category whose preferences the worker checks again when it sends."""
+        payload = {
             "delivery_id": self.pk,
             "channel": self.channel,
             "recipient": self.recipient,
@@ -294,6 +299,9 @@ class Delivery(models.Model):
             "context": self.context,
             "language": self.language,
         }
+        if recheck and self.for_user_id is not None and self.category:
+            payload.update(for_user_id=self.for_user_id, category=self.category)
+        return payload
 
 
 class InAppNotification(models.Model):

@@ -36,12 +36,13 @@ class DispatchResult:
         return f"enqueued {self.due} due, {self.redriven} again, {self.settled} left sending"
 
 
-def message_for(delivery: Delivery) -> Message:
-    """The delivery's message, under the message id recorded on the row."""
+def message_for(delivery: Delivery, *, recheck: bool = True) -> Message:
+    """The delivery's message, under the message id recorded on the row. With ``recheck`` (a
+    delivery that waited), the worker checks the recipient's preferences again as it sends it."""
     from .tasks import ACTORS
 
     actor = ACTORS[delivery.channel]
-    return actor.message(**delivery.payload()).copy(message_id=delivery.message_id)
+    return actor.message(**delivery.payload(recheck=recheck)).copy(message_id=delivery.message_id)
 
 
 def dispatch_due(*, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None) -> DispatchResult:

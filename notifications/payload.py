@@ -1,4 +1,4 @@
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class Payload(TypedDict):
@@ -10,3 +10,6 @@ class Payload(TypedDict):
     template: str
     context: dict[str, Any]
     language: str
+    #: A delivery that waited (the dispatcher sends it): whose preferences to check again as it goes.
+    for_user_id: NotRequired[int]
+    category: NotRequired[str]

@@ -6,15 +6,22 @@ user (the in-app recipient, or ``for_user=`` on any call) whose category is not 
 - turned off for its category and channel: its Delivery is recorded ``skipped``, with the reason;
 - an SMS or WhatsApp message due inside the user's quiet hours is scheduled for the end of them;
 - an email gets an unsubscribe link (``unsubscribe_url`` in its context) and its headers.
+
+The Delivery keeps the user and the category, so that a notification that waited (a reminder
+scheduled for tomorrow, a message held through an outage) is checked again when the worker sends it
+(``withhold_at_send``): turned off since, it is ``skipped``; due inside quiet hours set since, it is
+scheduled again for their end.
 """
 
 import functools
+import logging
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import unsubscribe
@@ -22,6 +29,9 @@ from .categories import CATEGORIES, Category, category_of, get_category
 from .channels import all_channels, get_channel
 from .exceptions import InvalidNotification
 from .models import Columns, Delivery, NotificationPreference, QuietHours
+from .payload import Payload
+
+logger = logging.getLogger("notifications.delivery")
 
 #: The channels whose messages wait for the end of quiet hours: they ring a phone.
 QUIET_CHANNELS = frozenset({"sms", "whatsapp"})
@@ -34,6 +44,7 @@ def apply(payload: dict[str, Any], *, user: Any = None, category: str = "") -> N
     if user_id is None or found.critical:
         return
     channel = payload["channel"]
+    payload.update(for_user_id=user_id, category=found.name)
     enabled, quiet_hours = recipient_settings(user_id, found.name, channel)
     if not enabled:
         reason = f"The user turned off {found.label} by {get_channel(channel).label}."
@@ -46,6 +57,35 @@ def apply(payload: dict[str, Any], *, user: Any = None, category: str = "") -> N
         link = unsubscribe.unsubscribe_url(user_id, found.name)
         if link:
             payload["context"] = {**payload["context"], "unsubscribe_url": link}
+
+
+def withhold_at_send(payload: Payload) -> bool:
+    """At send time, for a delivery that waited: True when it does not go now, because the user
+    turned its category off (it is ``skipped``) or it would ring inside their quiet hours (it is
+    ``scheduled`` again for their end, the attempt not counted)."""
+    user_id, category, channel = payload.get("for_user_id"), payload.get("category"), payload["channel"]
+    if user_id is None or not category:
+        return False
+    enabled, quiet_hours = recipient_settings(user_id, category, channel)
+    now = timezone.now()
+    claimed = Delivery.objects.filter(
+        pk=payload["delivery_id"], status__in=[Delivery.Status.SENDING, Delivery.Status.QUEUED]
+    )
+    if not enabled:
+        label = CATEGORIES[category].label if category in CATEGORIES else category
+        reason = f"The user turned off {label} by {get_channel(channel).label}."
+        claimed.update(status=Delivery.Status.SKIPPED, last_error=reason, updated_at=now)
+        logger.info("Delivery %s not sent: %s", payload["delivery_id"], reason)
+        return True
+    until = quiet_until(*quiet_hours, now) if quiet_hours is not None else None
+    if until is None:
+        return False
+    # Only text channels have quiet hours, and their claim counted an attempt that this is not.
+    claimed.update(
+        status=Delivery.Status.SCHEDULED, send_at=until, attempts=F("attempts") - 1, updated_at=now
+    )
+    logger.info("Delivery %s waits for the end of quiet hours, %s.", payload["delivery_id"], until)
+    return True
 
 
 def recipient_user_id(channel: str, recipient: str, user: Any) -> int | None:

@@ -401,7 +401,7 @@ def create_unless_duplicate(
 def create_and_schedule(payload: dict[str, Any], idempotency_key: str | None, dedup_key: str) -> Delivery:
     delivery, created = create_delivery(payload, idempotency_key, dedup_key)
     if created and delivery.status == Delivery.Status.QUEUED:
-        message = outbox.message_for(delivery)
+        message = outbox.message_for(delivery, recheck=False)  # checked just now
         ran_here = []
         transaction.on_commit(lambda: ran_here.append(dispatch.send(message)))
         if any(ran_here):  # outside a transaction it ran already: show how it ended

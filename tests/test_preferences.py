@@ -1,11 +1,16 @@
-"""Recipients' preferences, applied at call time: per category and channel, critical ones always on."""
+"""Recipients' preferences, applied at call time and again when a notification that waited goes: per
+category and channel, critical ones always on."""
+
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from notifications import preferences
+from notifications import outbox, preferences
 from notifications.exceptions import InvalidNotification
 from notifications.models import Delivery, NotificationPreference
 from notifications.services import NotificationsService
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -117,3 +122,45 @@ def test_set_preferences_changes_nothing_when_one_change_is_invalid(ada):
         preferences.set_preferences(ada, [("marketing", "email", False), ("marketing", "fax", False)])
 
     assert not NotificationPreference.objects.exists()
+
+
+def due_now(delivery):
+    Delivery.objects.filter(pk=delivery.pk).update(send_at=timezone.now() - timedelta(seconds=1))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reminder_turned_off_after_it_was_scheduled_is_skipped_when_it_falls_due(
+    service, ada, worker, fake_twilio
+):
+    tomorrow = timezone.now() + timedelta(days=1)
+    reminder = service.send_sms(
+        PHONE, text="See you", for_user=ada, category="appointments", send_at=tomorrow
+    )
+    other = service.send_sms(PHONE, text="Your parcel", for_user=ada, send_at=tomorrow)
+    assert (reminder.for_user_id, reminder.category) == (ada.pk, "appointments")
+    preferences.set_preference(ada, "appointments", "sms", False)  # the next morning
+    due_now(reminder)
+    due_now(other)
+
+    assert outbox.dispatch_due().due == 2
+
+    wait_until(lambda: len(fake_twilio.messages) == 1, message="the other SMS sent")
+    skipped = Delivery.objects.filter(pk=reminder.pk, status=Delivery.Status.SKIPPED)
+    wait_until(skipped.exists, message="the reminder skipped")
+    assert skipped.get().last_error == "The user turned off Appointments by SMS."
+    assert [message["body"] for message in fake_twilio.messages] == ["Your parcel"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_in_app_notification_that_waited_follows_the_preference_too(service, ada, worker):
+    later = timezone.now() + timedelta(hours=1)
+    waited = service.create_inapp_notification(ada, title="Offer", category="marketing", send_at=later)
+    preferences.set_preference(ada, "marketing", "in_app", False)
+    due_now(waited)
+
+    assert outbox.dispatch_due().due == 1
+
+    skipped = Delivery.objects.filter(pk=waited.pk, status=Delivery.Status.SKIPPED)
+    wait_until(skipped.exists, message="the in-app notification skipped")
+    assert skipped.get().last_error == "The user turned off News and offers by In-app."
+    assert not ada.inapp_notifications.exists()

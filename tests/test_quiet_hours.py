@@ -100,9 +100,28 @@ def test_a_deferred_sms_is_sent_by_the_dispatcher_when_quiet_hours_end(ada, work
     outbox.dispatch_due()  # still quiet: nothing to send
     assert Delivery.objects.get(pk=deferred.pk).status == Delivery.Status.SCHEDULED
 
-    # The window ends.
+    # The window ends (the worker checks it again as it sends).
+    preferences.clear_quiet_hours(ada)
     Delivery.objects.filter(pk=deferred.pk).update(send_at=timezone.now() - timedelta(seconds=1))
     assert outbox.dispatch_due().due == 1
 
     wait_until(lambda: Delivery.objects.get(pk=deferred.pk).status == Delivery.Status.SENT, message="sent")
     assert [message["body"] for message in fake_twilio.messages][-1] == "Your parcel"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_quiet_hours_set_after_the_call_hold_a_message_that_waited(ada, worker, fake_twilio):
+    """A reminder scheduled yesterday, due now, inside quiet hours the user set since: it waits again."""
+    reminder = NotificationsService().send_sms(
+        PHONE, text="See you at 10", for_user=ada, send_at=timezone.now() + timedelta(hours=1)
+    )
+    ends = quiet_now(ada)
+    Delivery.objects.filter(pk=reminder.pk).update(send_at=timezone.now() - timedelta(seconds=1))
+
+    assert outbox.dispatch_due().due == 1
+
+    rescheduled = Delivery.objects.filter(pk=reminder.pk, status=Delivery.Status.SCHEDULED)
+    wait_until(rescheduled.exists, message="the reminder scheduled again")
+    assert abs(rescheduled.get().send_at - ends) < timedelta(minutes=1)
+    assert rescheduled.get().attempts == 0
+    assert fake_twilio.requests_seen == 0

@@ -94,13 +94,16 @@ class BaseChannel:
         return provider_message_id
 
     def withheld(self, payload: Payload) -> bool:
-        """True when the recipient went on the suppression list since the call: the delivery is
-        marked suppressed instead of sent."""
+        """True when the delivery does not go now: the recipient went on the suppression list since
+        the call (it is marked suppressed), or, for one that waited, their preferences changed since
+        (see preferences.withhold_at_send)."""
+        from ..preferences import withhold_at_send
         from ..suppression import withhold_if_suppressed
 
+        delivery_id = payload["delivery_id"]
         return withhold_if_suppressed(
-            payload["delivery_id"], self.name, payload["recipient"], payload["template"]
-        )
+            delivery_id, self.name, payload["recipient"], payload["template"]
+        ) or withhold_at_send(payload)
 
     def record_error(self, delivery_id: int, error: Exception) -> None:
         """Record the provider's answer; if the database fails now, the answer still goes on up.
