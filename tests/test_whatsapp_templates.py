@@ -35,7 +35,8 @@ def test_a_reminder_reaches_twilio_as_a_content_template_with_its_variables(serv
 
     [message] = fake_twilio.wait_for_messages(1)
     assert message["content_sid"] == "HX1" + "f" * 31
-    assert message["content_variables"] == {"1": "Dr Roux", "2": "2030-05-06T09:30:00+00:00", "3": "Lyon"}
+    # The date and time as the SMS and email templates write it, in French: not the ISO text.
+    assert message["content_variables"] == {"1": "Dr Roux", "2": "lundi 6 mai 2030, 09:30", "3": "Lyon"}
     assert message["body"] == "", "no free-form text outside the session window"
     assert (message["to"], message["from"]) == ("whatsapp:" + NUMBER, "whatsapp:+14155238886")
     sent = wait_until(
@@ -78,6 +79,17 @@ def test_without_a_variables_list_the_context_keeps_its_names(service, settings,
     [message] = fake_twilio.messages
     assert message["content_sid"] == "HXen"
     assert message["content_variables"]["location"] == "Lyon"
+    assert message["content_variables"]["appointment_id"] == "42"
+
+
+def test_a_date_variable_reads_in_the_sites_time_zone(service, settings, fake_twilio):
+    settings.QUEUE_ENABLED = False
+    settings.TIME_ZONE = "Europe/Paris"  # UTC+2 in May
+
+    service.send_appointment_confirmation(NUMBER, appointment=VISIT, channel="whatsapp", language="en")
+
+    [message] = fake_twilio.messages
+    assert message["content_variables"]["2"] == "Monday 6 May 2030, 11:30"
 
 
 def test_a_messaging_service_sends_instead_of_the_from_number(service, settings, fake_twilio):

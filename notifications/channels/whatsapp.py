@@ -14,10 +14,17 @@ template other than ``plain`` is sent as a Twilio Content template (``ContentSid
     }
 
 ``plain`` (``send_whatsapp``) stays free-form ``Body``: replies inside the session window.
+
+A variable holding a date and time (an appointment's ``starts_at``) reads as the SMS and email
+templates write it, in the message's language and the site's time zone ("Monday 6 May 2030, 09:30"),
+not as the ISO text the message carries.
 """
 
 import json
 from typing import Any
+
+from django.utils import formats, timezone, translation
+from django.utils.dateparse import parse_datetime
 
 from ..conf import setting
 from ..exceptions import PermanentDeliveryError, UnknownTemplate
@@ -43,7 +50,7 @@ class WhatsAppChannel(TwilioChannel):
         if template in FREE_FORM_TEMPLATES:
             return {}
         try:
-            variables = content_variables(template_entry(template), payload["context"])
+            variables = content_variables(template_entry(template), payload["context"], language)
             sid = content_sid(template, language)
         except UnknownTemplate as error:  # the mapping went away after the call: no retry brings it back
             raise PermanentDeliveryError(str(error)) from error
@@ -75,9 +82,27 @@ def content_sid(template: str, language: str) -> str:
     return str(sid)
 
 
-def content_variables(entry: dict[str, Any], context: dict[str, Any]) -> dict[str, str]:
+def content_variables(entry: dict[str, Any], context: dict[str, Any], language: str) -> dict[str, str]:
     """{"1": ..., "2": ...} from the entry's ``variables``; else the context under its own names."""
     names = entry.get("variables")
     if names is None:
-        return {str(name): str(value) for name, value in context.items()}
-    return {str(index): str(context.get(name, "")) for index, name in enumerate(names, start=1)}
+        return {str(name): variable_text(value, language) for name, value in context.items()}
+    values = [context.get(name, "") for name in names]
+    return {str(index): variable_text(value, language) for index, value in enumerate(values, start=1)}
+
+
+#: How a date and time reads in a variable: the format of the SMS and email templates.
+DATETIME_FORMAT = "l j F Y, H:i"
+
+
+def variable_text(value: Any, language: str) -> str:
+    """A variable as the recipient reads it: an aware ISO date and time in words, anything else as is."""
+    if isinstance(value, str):
+        try:
+            moment = parse_datetime(value)
+        except ValueError:
+            moment = None
+        if moment is not None and timezone.is_aware(moment):
+            with translation.override(language):
+                return formats.date_format(timezone.localtime(moment), DATETIME_FORMAT)
+    return str(value)
