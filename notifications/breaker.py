@@ -119,8 +119,9 @@ class CircuitBreaker:
         # What this process last heard of an open breaker: until when to hold without asking Redis
         # (time.monotonic()), and until when the breaker said to hold.
         self.ask_again_at = self.hold_until = 0.0
-        # Until when (time.monotonic()) this process knows that another message carries the probe.
-        self.carried_until = 0.0
+        # Until when (time.monotonic()) this process knows that another message carries the probe,
+        # and that the breaker was closed when its consumers last asked (paused_ms).
+        self.carried_until = self.closed_until = 0.0
 
     def key_list(self, *names: str) -> list[str]:
         return [self.keys[name] for name in names]
@@ -142,6 +143,33 @@ class CircuitBreaker:
         if decision == PROBE:
             logger.warning("Circuit breaker %s is half-open: one message goes as the probe.", self.provider)
         return decision, PROBE_WAIT_MS if delay < 0 else int(delay), bool(failing)
+
+    def paused_ms(self) -> int:
+        """For a queue's consumer, which need not take messages that would only be held: while the
+        breaker is open (by itself or forced), ms until it may let one through; while the probe is
+        in flight, a second; 0 when a message may go. Changes nothing. An open or closed breaker is
+        remembered for up to a second; a half-open one is asked again each time."""
+        now = time.monotonic()
+        if now < self.ask_again_at:
+            return max(1, int((self.hold_until - now) * 1000))
+        if now < self.closed_until:
+            return 0
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys["mode"])
+            pipe.pttl(self.keys["open"])
+            pipe.exists(self.keys["tripped"])
+            pipe.exists(self.keys["probe"])
+            mode, open_ms, tripped, probing = pipe.execute()
+        if mode == b"open":
+            open_ms = LOCAL_MEMORY_MS
+        elif mode == b"closed" or (open_ms <= 0 and not tripped):
+            self.closed_until = now + LOCAL_MEMORY_MS / 1000
+            return 0
+        elif open_ms <= 0:
+            return PROBE_WAIT_MS if probing else 0
+        self.ask_again_at = now + min(open_ms, LOCAL_MEMORY_MS) / 1000
+        self.hold_until = now + open_ms / 1000
+        return int(open_ms)
 
     def take_carrier(self, ttl_ms: int, *, again: bool = False) -> bool:
         """True for one held message a period: it waits ``ttl_ms`` for the probe; the others are
@@ -210,7 +238,7 @@ class CircuitBreaker:
         """Force the breaker "open" or "closed", or give it back to the automatic mode ("auto")."""
         if mode not in MODES:
             raise ValueError(f"Unknown circuit breaker mode {mode!r}; use one of: {', '.join(MODES)}.")
-        self.ask_again_at = self.carried_until = 0.0
+        self.ask_again_at = self.carried_until = self.closed_until = 0.0
         with self.client.pipeline() as pipe:
             if mode == "auto":
                 pipe.delete(self.keys["mode"])
@@ -247,6 +275,20 @@ def providers() -> list[str]:
         if channel.provider and channel.provider not in found:
             found.append(channel.provider)
     return found
+
+
+def open_channels(client: Any = None) -> list[str]:
+    """The channels whose provider's breaker holds their messages now (open, or forced open); none
+    without breakers or a Redis to read them from."""
+    from .channels import all_channels
+
+    if not enabled() or (client or redis_client()) is None:
+        return []
+    try:
+        held = {status.provider for status in statuses(client) if status.state == "open"}
+    except redis.RedisError:
+        return []
+    return [channel.name for channel in all_channels() if channel.provider in held]
 
 
 def statuses(client: Any = None) -> list[Status]:

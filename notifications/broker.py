@@ -7,6 +7,10 @@ token on the queue's wake list, and an idle consumer waits on that list with BLP
 would have slept, or until its next delayed message is due. The token is pushed by Dramatiq's own
 dispatch script, whose enqueue command does it too, so enqueueing costs no extra round trip.
 
+While a provider's circuit breaker is open, the consumers of its channels' queues take nothing
+(``pause_ms``, asked of gate.queue_pause_ms): the messages they would take could only be held, so
+they wait in Redis at no cost to the workers until the probe is due.
+
 Acks and batches are grouped too. Dramatiq sends one round trip per processed message, and under load
 that was the worker's largest cost: here the acks made while one is on its way go together in the
 next (AckGroup). enqueue_many sends a batch with one script call per queue.
@@ -172,6 +176,7 @@ class RedisBroker(dramatiq_redis.RedisBroker):
         self.longest_wait_ms = (socket_timeout or REDIS_PY_SOCKET_TIMEOUT_S) * 1000 / 2
         self.ack_groups = {}
         self.ack_groups_lock = threading.Lock()
+        self.pauses_failed = False
 
     @property
     def consumer_class(self):
@@ -217,6 +222,22 @@ class RedisBroker(dramatiq_redis.RedisBroker):
         for message in messages:
             arguments += [message.options["redis_message_id"], message.encode()]
         self.scripts["dispatch"](keys=[self.namespace], args=arguments, client=pipeline)
+
+    def pause_ms(self, queue_name: str) -> int:
+        """How long the consumer of a queue should take nothing: while the circuit breaker of its
+        channel's provider is open. A failure other than Redis's turns the pauses off, with a warning."""
+        if self.pauses_failed:
+            return 0
+        try:
+            from .gate import queue_pause_ms
+
+            return queue_pause_ms(queue_name)
+        except redis.ConnectionError:
+            raise
+        except Exception:
+            self.pauses_failed = True
+            logger.warning("Consumers will not pause while a circuit breaker is open.", exc_info=True)
+            return 0
 
     def wait_for_messages(self, queue_name: str, timeout_ms: float) -> None:
         self.client.blpop([self.wake_key(queue_name)], timeout=timeout_ms / 1000)
@@ -347,6 +368,10 @@ class WakingConsumer(getattr(dramatiq_redis, "_RedisConsumer", Consumer)):
             room = self.prefetch - self.outstanding_message_count
             if room <= 0:
                 self.wait_for_room()
+                return None
+            pause_ms = self.broker.pause_ms(self.queue_name)
+            if pause_ms > 0:
+                time.sleep(min(pause_ms, self.timeout, self.ms_until_next_eta()) / 1000)
                 return None
             self.message_cache = self.broker.do_fetch(self.queue_name, room)
             if self.message_cache:

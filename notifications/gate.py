@@ -78,10 +78,22 @@ def deliver(channel: BaseChannel, payload: Payload) -> str | None:
     except Held as held:
         # Not queued any more (cancelled, say): it waits as it is, and its claim decides.
         if held.aside and Delivery.objects.hold(payload["delivery_id"]):
-            return None
+            if still_open(channel, client):
+                return None
+            # It closed meanwhile, and what it held may have been sent again before this row was:
+            # this one goes back to its queue.
+            Delivery.objects.filter(pk=payload["delivery_id"], status=Delivery.Status.HELD).update(
+                status=Delivery.Status.QUEUED, updated_at=timezone.now()
+            )
+            held = Held("its circuit breaker closed", 0, 0)
         still_waiting(message, payload["delivery_id"])
         hold(message, held)
         return None
+
+
+def still_open(channel: BaseChannel, client: redis.Redis) -> bool:
+    """Whether the channel's breaker still holds (open, half-open or forced open), asking Redis."""
+    return breaker.get_breaker(channel.provider, client).status().state != "closed"
 
 
 def guarded(
@@ -195,6 +207,21 @@ def release_when_closed(*, budget_s: float = RELEASE_BUDGET_S) -> dict[str, int]
         elif state == "half-open":
             released[provider] = release_held(provider, limit=1)
     return {provider: count for provider, count in released.items() if count}
+
+
+def queue_pause_ms(queue_name: str) -> int:
+    """How long a worker need not take messages from a queue: while its provider's breaker is open,
+    they would only be held (see broker.WakingConsumer). 0 when they may go."""
+    provider = queue_providers().get(queue_name)
+    client = breaker.redis_client()
+    if provider is None or client is None or not breaker.enabled():
+        return 0
+    return breaker.get_breaker(provider, client).paused_ms()
+
+
+@cache
+def queue_providers() -> dict[str, str]:
+    return {channel.queue_name: channel.provider for channel in all_channels() if channel.provider}
 
 
 def breaker_statuses() -> list[breaker.Status]:

@@ -18,8 +18,10 @@ from django.utils import timezone
 from dramatiq import Message
 
 from failedjobs import dispatch
+from failedjobs.dispatch import queue_available
 from failedjobs.progress import Progress
 
+from . import breaker
 from .conf import setting
 from .models import Delivery
 
@@ -56,7 +58,10 @@ def dispatch_due(*, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | N
         result.due += taken
         if progress:
             progress(result.due)
-    while taken := dispatch_batch(lost(start), batch_size):
+    # Messages of a channel whose breaker is open wait in Redis untouched (their queue is not read):
+    # they are not lost.
+    held = breaker.open_channels() if queue_available() else []
+    while taken := dispatch_batch(lost(start).exclude(channel__in=held), batch_size):
         result.redriven += taken
         if progress:
             progress(result.due + result.redriven)
