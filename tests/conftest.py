@@ -165,6 +165,24 @@ def stub_worker(stub_broker, transactional_db):
     worker.stop()
 
 
+@pytest.fixture(autouse=True)
+def forget_stopped_workers():
+    """A Dramatiq Worker leaves its middleware on the broker when it stops, and that middleware starts
+    consumers for every queue declared afterwards (as when a test gives the actors back to the
+    project's broker): threads that would fetch from Redis for the rest of the run, until the
+    connection pool ran dry. After each test, the middleware of stopped workers goes."""
+    yield
+    broker = dramatiq.get_broker()
+    broker.middleware[:] = [each for each in broker.middleware if not of_a_stopped_worker(each)]
+
+
+def of_a_stopped_worker(middleware):
+    worker = getattr(middleware, "worker", None)
+    if not isinstance(worker, dramatiq.Worker):
+        return False
+    return not any(thread.is_alive() for thread in worker.workers)
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """The test suite's Redis database (REDIS_URL); the tests that use it are marked redis."""
