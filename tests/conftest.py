@@ -171,8 +171,8 @@ def forget_stopped_workers():
     consumers for every queue declared afterwards (as when a test gives the actors back to the
     project's broker): threads that would fetch from Redis for the rest of the run, until the
     connection pool ran dry. After each test, the middleware of stopped workers goes."""
+    broker = dramatiq.get_broker()  # now: a test may make get_broker() refuse
     yield
-    broker = dramatiq.get_broker()
     broker.middleware[:] = [each for each in broker.middleware if not of_a_stopped_worker(each)]
 
 
