@@ -29,7 +29,9 @@ class DeliveryQuerySet(models.QuerySet):
         """
         Status = Delivery.Status
         retryable = [Status.QUEUED, Status.HELD, Status.FAILED, Status.UNDELIVERED]
-        claimed = self.filter(pk=pk, status__in=retryable).update(
+        # Due too: the dispatcher enqueues before the commit that marks the row queued.
+        due = Q(status=Status.SCHEDULED, send_at__lte=timezone.now())
+        claimed = self.filter(Q(status__in=retryable) | due, pk=pk).update(
             status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
         )
         return claimed == 1
